@@ -1,0 +1,194 @@
+//! The delivery core shared by both front doors: which recipients are
+//! GitLab's, and handing one message to GitLab for each of them.
+//!
+//! LMTP calls [`Deliverer::route`] at `RCPT` time and [`Deliverer::deliver`]
+//! after the message; pipe mode calls the same two for its argv recipients.
+//! Each recipient gets exactly one log line and one [`Outcome`].
+
+use crate::address::Match;
+use crate::config::{Config, Mailbox};
+use crate::gitlab::Client;
+use crate::key;
+use crate::log;
+use crate::message::Headers;
+use crate::outcome::Outcome;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A recipient that belongs to a configured GitLab mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The envelope recipient, as given.
+    pub recipient: String,
+    /// Index into [`Config::mailboxes`].
+    pub mailbox: usize,
+}
+
+/// The shared delivery state: configuration and HTTP client.
+pub struct Deliverer {
+    config: Arc<Config>,
+    client: Client,
+}
+
+impl Deliverer {
+    /// Builds the HTTP client for `config`.
+    pub fn new(config: Arc<Config>) -> Result<Deliverer, String> {
+        let client = Client::new(&config.gitlab)?;
+        Ok(Deliverer { config, client })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Decides whether `recipient` is a GitLab address (see [`route`]);
+    /// a refusal is logged.
+    pub fn route(&self, recipient: &str) -> Result<Route, Outcome> {
+        route(&self.config.mailboxes, recipient).ok_or_else(|| {
+            log::info(&format!(
+                "to=<{}>, status=bounced ({})",
+                printable(recipient),
+                Outcome::UnknownRecipient.reply()
+            ));
+            Outcome::UnknownRecipient
+        })
+    }
+
+    /// Hands `message` to GitLab once for every route and returns one
+    /// outcome per route, in order. `received` is when the message arrived.
+    pub fn deliver(&self, message: &[u8], routes: &[Route], received: Instant) -> Vec<Outcome> {
+        let headers = Headers::parse(message);
+        let queue_id = headers.queue_id().unwrap_or_else(|| "-".into());
+        let message_id = headers.message_id().map(printable).unwrap_or_default();
+        routes
+            .iter()
+            .map(|route| {
+                let mailbox = &self.config.mailboxes[route.mailbox];
+                let outcome = if message.len() > self.config.max_message_size {
+                    Outcome::TooLarge
+                } else {
+                    self.client
+                        .post(mailbox.kind, &mailbox.secret_file, &route.recipient, message)
+                };
+                let key = headers
+                    .gitlab_key(&mailbox.template, &self.config.gitlab.host, &route.recipient)
+                    .map_or_else(|| "-".to_string(), |k| printable(&k));
+                log::info(&format!(
+                    "{queue_id}: to=<{}>, mailbox={}, key={key}, status={} ({}), size={}, delay={}ms, message-id=<{message_id}>",
+                    printable(&route.recipient),
+                    mailbox.kind.name(),
+                    outcome.status_word(),
+                    outcome.reply(),
+                    message.len(),
+                    received.elapsed().as_millis(),
+                ));
+                outcome
+            })
+            .collect()
+    }
+}
+
+/// Matches `recipient` against the mailboxes: a key in the address first
+/// (in any mailbox), then a base address, then a catch-all domain. A key
+/// that fits no GitLab shape is refused when the mailbox has `strict_keys`.
+pub fn route(mailboxes: &[Mailbox], recipient: &str) -> Option<Route> {
+    let to_route = |mailbox| Route {
+        recipient: recipient.to_string(),
+        mailbox,
+    };
+    let matches: Vec<(usize, Match)> = mailboxes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| m.template.match_recipient(recipient).map(|x| (i, x)))
+        .collect();
+    for (i, m) in &matches {
+        if let Match::Key(k) = m {
+            let mailbox = &mailboxes[*i];
+            let ok = !mailbox.strict_keys || key::is_valid(mailbox.kind, k);
+            return ok.then(|| to_route(*i));
+        }
+    }
+    if let Some((i, _)) = matches.first() {
+        return Some(to_route(*i));
+    }
+    mailboxes
+        .iter()
+        .position(|m| m.catch_all && m.template.in_domain(recipient))
+        .map(to_route)
+}
+
+/// Text from the network made safe for one log line: control characters
+/// escaped, length bounded.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .take(512)
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::Template;
+    use crate::key::Mailbox as Kind;
+    use std::path::PathBuf;
+
+    fn mailbox(kind: Kind, address: &str, catch_all: bool, strict_keys: bool) -> Mailbox {
+        Mailbox {
+            kind,
+            template: Template::parse(address).unwrap(),
+            secret_file: PathBuf::new(),
+            catch_all,
+            strict_keys,
+        }
+    }
+
+    fn boxes() -> Vec<Mailbox> {
+        vec![
+            mailbox(Kind::Incoming, "incoming+%{key}@in.example", true, true),
+            mailbox(Kind::ServiceDesk, "contact+%{key}@in.example", false, true),
+        ]
+    }
+
+    fn mailbox_of(rcpt: &str) -> Option<usize> {
+        route(&boxes(), rcpt).map(|r| r.mailbox)
+    }
+
+    #[test]
+    fn routes_by_key_then_base_then_catch_all() {
+        assert_eq!(
+            mailbox_of("incoming+59d8df8370b7e95c5a49fbf86aeb2c93@in.example"),
+            Some(0)
+        );
+        assert_eq!(mailbox_of("contact+grp-proj-7-issue-@in.example"), Some(1));
+        assert_eq!(mailbox_of("contact@in.example"), Some(1));
+        assert_eq!(mailbox_of("incoming@in.example"), Some(0));
+        assert_eq!(mailbox_of("anything@IN.example"), Some(0));
+        assert_eq!(mailbox_of("anything@elsewhere.example"), None);
+    }
+
+    #[test]
+    fn invalid_keys_are_refused_only_when_strict() {
+        assert_eq!(mailbox_of("incoming+nonsense@in.example"), None);
+        assert_eq!(mailbox_of("contact+a%b@in.example"), None);
+        let lax = vec![mailbox(
+            Kind::Incoming,
+            "incoming+%{key}@in.example",
+            false,
+            false,
+        )];
+        assert!(route(&lax, "incoming+nonsense@in.example").is_some());
+    }
+
+    #[test]
+    fn printable_escapes_controls() {
+        assert_eq!(printable("a\r\nb\u{0}"), "a\\r\\nb\\u{0}");
+    }
+}

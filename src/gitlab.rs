@@ -1,0 +1,174 @@
+//! GitLab's internal mail API: one POST per recipient to
+//! `{url}/api/v4/internal/mail_room/{mailbox}`, signed with a fresh JWT.
+//!
+//! The body is the message exactly as received with one `Delivered-To:`
+//! line on top, streamed from the caller's buffer (no copy per recipient).
+//! The HTTP answer is mapped to an [`Outcome`] by [`outcome::from_gitlab_status`];
+//! everything that is not an answer from GitLab is a temporary failure.
+
+use crate::config::Gitlab as GitlabConfig;
+use crate::jwt;
+use crate::key::Mailbox;
+use crate::outcome::{self, Outcome, Temporary};
+use crate::secret::Secret;
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+
+/// The header carrying the JWT.
+pub const AUTH_HEADER: &str = "Gitlab-Mailroom-Api-Request";
+
+/// Debian's bundle of trusted CAs, used when it exists so that the
+/// administrator's `update-ca-certificates` applies here too.
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A client for one GitLab instance; cheap to share between threads.
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+    url: String,
+}
+
+impl Client {
+    /// Builds the HTTP agent: timeouts, no redirects, trusted CAs.
+    pub fn new(config: &GitlabConfig) -> Result<Client, String> {
+        let roots = root_certs(config.ca_file.as_deref())?;
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(config.timeout))
+            .timeout_connect(Some(config.timeout.min(Duration::from_secs(10))))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(concat!("gitlab-mailgate/", env!("CARGO_PKG_VERSION")))
+            .tls_config(TlsConfig::builder().root_certs(roots).build())
+            .build()
+            .into();
+        Ok(Client {
+            agent,
+            url: config.url.clone(),
+        })
+    }
+
+    /// The API endpoint for `mailbox`.
+    pub fn endpoint(&self, mailbox: Mailbox) -> String {
+        format!("{}/api/v4/internal/mail_room/{}", self.url, mailbox.name())
+    }
+
+    /// Posts `Delivered-To: <recipient>` + `message` to `mailbox`, signed
+    /// with the secret read from `secret_file` now (so rotation needs no
+    /// restart).
+    pub fn post(
+        &self,
+        mailbox: Mailbox,
+        secret_file: &Path,
+        recipient: &str,
+        message: &[u8],
+    ) -> Outcome {
+        let secret = match Secret::load(secret_file) {
+            Ok(s) => s,
+            Err(e) => {
+                return Outcome::Temporary(Temporary::Local(format!(
+                    "{}: {e}",
+                    secret_file.display()
+                )))
+            }
+        };
+        let prefix = format!("Delivered-To: {recipient}\r\n");
+        let len = prefix.len() + message.len();
+        let mut body = prefix.as_bytes().chain(message);
+        let result = self
+            .agent
+            .post(self.endpoint(mailbox))
+            .header(AUTH_HEADER, jwt::token(&secret, issued_at()))
+            .header("Content-Length", len.to_string())
+            .content_type("text/plain")
+            .send(ureq::SendBody::from_reader(&mut body));
+        match result {
+            Ok(mut response) => {
+                // Read (a bounded part of) the answer so the connection can be reused.
+                let _ = response
+                    .body_mut()
+                    .with_config()
+                    .limit(64 * 1024)
+                    .read_to_vec();
+                outcome::from_gitlab_status(response.status().as_u16())
+            }
+            Err(e) => Outcome::Temporary(transport_error(&e)),
+        }
+    }
+
+    /// Posts with a deliberately invalid token and returns GitLab's status:
+    /// `401` proves the route exists without creating anything.
+    pub fn probe(&self, mailbox: Mailbox) -> Result<(u16, Option<String>), String> {
+        let response = self
+            .agent
+            .post(self.endpoint(mailbox))
+            .header(AUTH_HEADER, "invalid")
+            .content_type("text/plain")
+            .send("")
+            .map_err(|e| describe(&e))?;
+        let date = response
+            .headers()
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok((response.status().as_u16(), date))
+    }
+}
+
+/// `iat` one second in the past: GitLab allows no leeway for the future.
+fn issued_at() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs().saturating_sub(1))
+}
+
+fn transport_error(e: &ureq::Error) -> Temporary {
+    use ureq::Error as E;
+    match e {
+        E::HostNotFound | E::ConnectionFailed | E::Tls(_) | E::Rustls(_) => {
+            Temporary::Unreachable(describe(e))
+        }
+        E::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Temporary::Unreachable(describe(e))
+        }
+        _ => Temporary::ConnectionLost(describe(e)),
+    }
+}
+
+/// A one-line description of a transport error, without the URL's query
+/// or anything from the request headers.
+pub fn describe(e: &ureq::Error) -> String {
+    e.to_string().lines().next().unwrap_or("error").to_string()
+}
+
+fn root_certs(ca_file: Option<&Path>) -> Result<RootCerts, String> {
+    let mut certs: Vec<Certificate<'static>> = Vec::new();
+    for path in [Some(Path::new(SYSTEM_CA_BUNDLE)), ca_file]
+        .into_iter()
+        .flatten()
+    {
+        let pem = match std::fs::read(path) {
+            Ok(pem) => pem,
+            Err(_) if path == Path::new(SYSTEM_CA_BUNDLE) => continue,
+            Err(e) => return Err(format!("ca_file {}: {e}", path.display())),
+        };
+        let before = certs.len();
+        for item in ureq::tls::parse_pem(&pem) {
+            if let Ok(PemItem::Certificate(c)) = item {
+                certs.push(c);
+            }
+        }
+        if certs.len() == before && Some(path) == ca_file {
+            return Err(format!(
+                "ca_file {}: no PEM certificate in it",
+                path.display()
+            ));
+        }
+    }
+    Ok(if certs.is_empty() {
+        RootCerts::WebPki
+    } else {
+        RootCerts::from(certs)
+    })
+}

@@ -1,0 +1,18 @@
+//! gitlab-mailgate's library: the delivery core and its two front doors
+//! (LMTP server and pipe command). `main.rs` only dispatches.
+
+pub mod address;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod deliver;
+pub mod gitlab;
+pub mod jwt;
+pub mod key;
+pub mod lmtp;
+pub mod log;
+pub mod message;
+pub mod outcome;
+pub mod pipe;
+pub mod reply;
+pub mod secret;

@@ -1,0 +1,1 @@
+//! The LMTP protocol session.

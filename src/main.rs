@@ -1,0 +1,33 @@
+//! gitlab-mailgate: a Postfix delivery agent for GitLab's incoming e-mail.
+//! See the README and gitlab-mailgate(8).
+
+use clap::Parser;
+use gitlab_mailgate::cli::{Cli, Command};
+use gitlab_mailgate::{check, lmtp, outcome, pipe};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if is_pipe_mode() && e.use_stderr() => {
+            // Postfix bounces on clap's exit 2: a broken master.cf entry must defer.
+            println!("4.3.5 gitlab-mailgate: bad command line (see master.cf)");
+            eprintln!("{e}");
+            return ExitCode::from(outcome::EX_TEMPFAIL);
+        }
+        Err(e) => e.exit(),
+    };
+    match cli.command {
+        Command::Deliver {
+            config,
+            sender,
+            recipients,
+        } => pipe::run(&config.path, sender.as_deref(), &recipients),
+        Command::Serve { config } => lmtp::server::run(&config.path),
+        Command::Check { config } => check::run(&config.path),
+    }
+}
+
+fn is_pipe_mode() -> bool {
+    std::env::args_os().nth(1).is_some_and(|a| a == "deliver")
+}

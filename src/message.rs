@@ -1,0 +1,167 @@
+//! Reading what the delivery path needs from a message's header section:
+//! the key GitLab will use, the Message-ID, and Postfix's queue id.
+//!
+//! Only the header section is parsed (a 25 MB body is never walked). The
+//! key lookup follows GitLab's receiver: the headers below, in this order,
+//! repeated headers in the order they appear, first hit wins.
+
+use crate::address::Template;
+use mail_parser::{HeaderValue, Message, MessageParser};
+
+/// The headers GitLab searches for a key, in its order.
+const KEY_HEADERS: [&str; 10] = [
+    "To",
+    "References",
+    "Delivered-To",
+    "X-Delivered-To",
+    "Envelope-To",
+    "X-Envelope-To",
+    "Received",
+    "X-Original-To",
+    "X-Forwarded-To",
+    "Cc",
+];
+
+/// What the headers say, parsed once per message.
+pub struct Headers<'a> {
+    raw: &'a [u8],
+    parsed: Option<Message<'a>>,
+}
+
+impl<'a> Headers<'a> {
+    /// Parses the header section of `message` (everything before the first
+    /// empty line; all of it when there is none).
+    pub fn parse(message: &'a [u8]) -> Headers<'a> {
+        let raw = header_section(message);
+        Headers {
+            raw,
+            parsed: MessageParser::default().parse_headers(raw),
+        }
+    }
+
+    /// The key GitLab will find for `template`, given that the delivery adds
+    /// `Delivered-To: <delivered_to>` on top. `reply_host` is GitLab's host,
+    /// for `References: <reply-KEY@host>`.
+    pub fn gitlab_key(
+        &self,
+        template: &Template,
+        reply_host: &str,
+        delivered_to: &str,
+    ) -> Option<String> {
+        let msg = self.parsed.as_ref();
+        for name in KEY_HEADERS {
+            if name == "Delivered-To" {
+                if let Some(k) = template.key_of(delivered_to) {
+                    return Some(k.to_string());
+                }
+            }
+            let Some(msg) = msg else { continue };
+            for header in msg
+                .headers()
+                .iter()
+                .filter(|h| h.name().eq_ignore_ascii_case(name))
+            {
+                let raw = &self.raw[header.offset_start() as usize..header.offset_end() as usize];
+                let raw = String::from_utf8_lossy(raw);
+                let found = match name {
+                    "To" | "Cc" => address_values(&header.value)
+                        .find_map(|a| template.key_of(a).map(str::to_string)),
+                    "References" => {
+                        bracketed(&raw).find_map(|id| reply_key(id, reply_host).map(str::to_string))
+                    }
+                    "Received" => {
+                        received_for(&raw).and_then(|a| template.key_of(a).map(str::to_string))
+                    }
+                    _ => template.key_of(raw.trim()).map(str::to_string),
+                };
+                if found.is_some() {
+                    return found;
+                }
+            }
+        }
+        None
+    }
+
+    /// The Message-ID, without angle brackets.
+    pub fn message_id(&self) -> Option<&str> {
+        self.parsed.as_ref()?.message_id()
+    }
+
+    /// The queue id from the newest `Received:` header (`… with LMTP id
+    /// 4Xyz…;`), which Postfix writes: it ties our log line to Postfix's.
+    pub fn queue_id(&self) -> Option<String> {
+        let msg = self.parsed.as_ref()?;
+        let h = msg
+            .headers()
+            .iter()
+            .find(|h| h.name().eq_ignore_ascii_case("Received"))?;
+        let raw =
+            String::from_utf8_lossy(&self.raw[h.offset_start() as usize..h.offset_end() as usize]);
+        let mut words = raw.split_ascii_whitespace();
+        words.find(|w| *w == "id")?;
+        let id = words.next()?.trim_end_matches(';');
+        (!id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| id.to_string())
+    }
+}
+
+/// The bytes before the first empty line, LF or CRLF.
+pub fn header_section(message: &[u8]) -> &[u8] {
+    let mut start = 0;
+    while start < message.len() {
+        let end = message[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(message.len(), |i| start + i + 1);
+        let line = &message[start..end];
+        if line == b"\n" || line == b"\r\n" {
+            return &message[..start];
+        }
+        start = end;
+    }
+    message
+}
+
+fn address_values<'v>(value: &'v HeaderValue<'_>) -> impl Iterator<Item = &'v str> {
+    value
+        .as_address()
+        .into_iter()
+        .flat_map(|a| a.iter())
+        .filter_map(|a| a.address.as_deref())
+}
+
+/// Every `<…>` in a header value, brackets stripped.
+fn bracketed(value: &str) -> impl Iterator<Item = &str> {
+    value
+        .split('<')
+        .skip(1)
+        .filter_map(|s| s.split_once('>').map(|(id, _)| id.trim()))
+}
+
+/// `reply-KEY@host` → `KEY`, GitLab's fallback Message-ID form.
+fn reply_key<'v>(id: &'v str, host: &str) -> Option<&'v str> {
+    let key = id
+        .strip_prefix("reply-")?
+        .strip_suffix(host)?
+        .strip_suffix('@')?;
+    (!key.is_empty()).then_some(key)
+}
+
+/// The address in the first `for <addr>` of a `Received:` value.
+fn received_for(value: &str) -> Option<&str> {
+    let mut rest = value;
+    while let Some(i) = rest.find("for") {
+        let before_ok = i == 0 || rest.as_bytes()[i - 1].is_ascii_whitespace();
+        let after = &rest[i + 3..];
+        let trimmed = after.trim_start();
+        if before_ok && trimmed.len() < after.len() {
+            if let Some(addr) = trimmed.strip_prefix('<').and_then(|s| s.split_once('>')) {
+                return Some(addr.0);
+            }
+        }
+        rest = after;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

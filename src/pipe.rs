@@ -1,0 +1,120 @@
+//! The pipe front door: `gitlab-mailgate deliver RECIPIENT...` run by
+//! Postfix's `pipe(8)`, message on standard input.
+//!
+//! The exit status is the interface: 0 sent, 75 deferred, 67 unknown
+//! user, 69 bounced, and nothing else, ever — a panic, a bad config or an
+//! unreadable secret is 75, and so is running out of time, since Postfix
+//! bounces on its own `command_time_limit`. The DSN (`4.4.1 text`) is the
+//! first thing written; log lines are held back until after it.
+
+use crate::config::Config;
+use crate::deliver::{printable, Deliverer};
+use crate::log;
+use crate::outcome::{Outcome, Temporary};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Guards the single final report: whoever writes it first (the delivery
+/// or the deadline watchdog) exits the process.
+static FINISHED: Mutex<bool> = Mutex::new(false);
+
+/// Runs pipe mode and returns the sysexits status.
+pub fn run(config_path: &Path, sender: Option<&str>, recipients: &[String]) -> ExitCode {
+    log::hold();
+    std::panic::set_hook(Box::new(|info| {
+        log::error(&format!("internal error: {info}"));
+    }));
+    let received = Instant::now();
+    let outcome = std::panic::catch_unwind(|| deliver(config_path, sender, recipients, received))
+        .unwrap_or_else(|_| Outcome::Temporary(Temporary::Local("internal error".into())));
+    ExitCode::from(finish(&outcome))
+}
+
+fn deliver(
+    config_path: &Path,
+    sender: Option<&str>,
+    recipients: &[String],
+    received: Instant,
+) -> Outcome {
+    let config = match Config::load(config_path) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            log::error(&e.to_string());
+            return Outcome::Temporary(Temporary::Local("configuration error, see the log".into()));
+        }
+    };
+    log::init(&config.log_target);
+    start_watchdog(config.pipe_deadline);
+    let deliverer = match Deliverer::new(config.clone()) {
+        Ok(d) => d,
+        Err(e) => {
+            log::error(&e);
+            return Outcome::Temporary(Temporary::Local(e));
+        }
+    };
+
+    let mut message = Vec::new();
+    let limit = config.max_message_size as u64 + 1;
+    if let Err(e) = std::io::stdin()
+        .lock()
+        .take(limit)
+        .read_to_end(&mut message)
+    {
+        return Outcome::Temporary(Temporary::Local(format!("reading the message: {e}")));
+    }
+    if message.len() as u64 == limit {
+        // Read the rest so Postfix sees us take the whole message, then refuse it.
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+    }
+    log::info(&format!(
+        "from=<{}>, size={}, nrcpt={}",
+        printable(sender.unwrap_or("")),
+        message.len(),
+        recipients.len()
+    ));
+
+    let mut outcomes = Vec::with_capacity(recipients.len());
+    let mut routes = Vec::with_capacity(recipients.len());
+    for r in recipients {
+        match deliverer.route(r) {
+            Ok(route) => routes.push(route),
+            Err(o) => outcomes.push(o),
+        }
+    }
+    outcomes.extend(deliverer.deliver(&message, &routes, received));
+    Outcome::combine(&outcomes)
+}
+
+/// Exits with a deferral when the delivery takes longer than `deadline`.
+fn start_watchdog(deadline: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(deadline);
+        log::warn("delivery deadline passed; deferring");
+        std::process::exit(finish(&Outcome::Temporary(Temporary::Deadline)).into());
+    });
+}
+
+/// Writes the DSN line (not for success) and the held log lines, once;
+/// returns the exit status. A second caller waits forever: the first one
+/// is about to exit the process.
+fn finish(outcome: &Outcome) -> u8 {
+    let mut finished = FINISHED.lock().unwrap_or_else(|p| p.into_inner());
+    if *finished {
+        drop(finished);
+        loop {
+            std::thread::park();
+        }
+    }
+    *finished = true;
+    if *outcome != Outcome::Delivered {
+        let reply = outcome.reply();
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{} {}", reply.enhanced, reply.text);
+        let _ = out.flush();
+    }
+    log::release_held();
+    outcome.exit_code()
+}
