@@ -1,10 +1,206 @@
 //! `gitlab-mailgate check`: one line per check, `ok`, `warn` or `FAIL`
 //! with what to fix; exit 0 only when nothing failed.
+//!
+//! It proves the route to GitLab without creating anything: a POST with a
+//! deliberately invalid token must be answered 401. It never prints a
+//! secret or a token.
 
+use crate::config::{Config, Mailbox};
+use crate::gitlab::Client;
+use crate::secret::{self, Secret};
+use std::fmt::Display;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// GitLab refuses tokens from the future; we sign one second in the past.
+const MAX_SKEW_SECS: i64 = 2;
+
+#[derive(Default)]
+struct Report {
+    failed: bool,
+}
+
+impl Report {
+    fn ok(&mut self, what: impl Display) {
+        println!("ok    {what}");
+    }
+    fn warn(&mut self, what: impl Display) {
+        println!("warn  {what}");
+    }
+    fn fail(&mut self, what: impl Display) {
+        println!("FAIL  {what}");
+        self.failed = true;
+    }
+}
 
 /// Runs every check against the configuration at `path`.
-pub fn run(_path: &Path) -> ExitCode {
-    ExitCode::FAILURE
+pub fn run(path: &Path) -> ExitCode {
+    let mut report = Report::default();
+    match Config::load(path) {
+        Ok(config) => {
+            report.ok(format_args!("config {} parses", path.display()));
+            for mailbox in &config.mailboxes {
+                check_secret(&mut report, mailbox);
+                check_domain(&mut report, &config, mailbox);
+            }
+            check_gitlab(&mut report, &config);
+        }
+        Err(e) => report.fail(e),
+    }
+    if report.failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn check_secret(report: &mut Report, mailbox: &Mailbox) {
+    let name = mailbox.kind.name();
+    let file = mailbox.secret_file.display();
+    let meta = match std::fs::metadata(&mailbox.secret_file) {
+        Ok(m) => m,
+        Err(e) => return report.fail(format_args!("{name} secret_file {file}: {e}")),
+    };
+    let mode = meta.mode() & 0o7777;
+    if let Err(e) = secret::check_mode(mode) {
+        return report.fail(format_args!("{name} secret_file {file}: {e}"));
+    }
+    if let Err(e) = Secret::load(&mailbox.secret_file) {
+        return report.fail(format_args!("{name} secret_file {file}: {e}"));
+    }
+    if mode & 0o004 != 0 {
+        report.warn(format_args!(
+            "{name} secret_file {file} is readable by everyone (mode {mode:04o}): \
+             make it root:gitlab-mailgate 0640"
+        ));
+    } else {
+        report.ok(format_args!(
+            "{name} secret_file {file} decodes to 32 bytes, mode {mode:04o} \
+             (expected root:gitlab-mailgate 0640)"
+        ));
+    }
+}
+
+/// GitLab warns against receiving mail on its own domain or a parent of
+/// it: anyone could then sign up with an incoming address (GitLab issue 30366).
+fn check_domain(report: &mut Report, config: &Config, mailbox: &Mailbox) {
+    let domain = mailbox.template.domain();
+    let host = config.gitlab.host.to_ascii_lowercase();
+    if host == domain || host.ends_with(&format!(".{domain}")) {
+        report.warn(format_args!(
+            "{} domain {domain} is GitLab's own domain or a parent of it: use a dedicated \
+             subdomain (e.g. incoming.{host}) so incoming addresses cannot be used to verify sign-ups",
+            mailbox.kind.name()
+        ));
+    }
+}
+
+fn check_gitlab(report: &mut Report, config: &Config) {
+    let client = match Client::new(&config.gitlab) {
+        Ok(c) => c,
+        Err(e) => return report.fail(format_args!("gitlab: {e}")),
+    };
+    for mailbox in &config.mailboxes {
+        let endpoint = client.endpoint(mailbox.kind);
+        let before = now();
+        let (status, date) = match client.probe(mailbox.kind) {
+            Ok(answer) => answer,
+            Err(e) => {
+                report.fail(format_args!("{endpoint}: cannot reach GitLab: {e}"));
+                continue;
+            }
+        };
+        match status {
+            401 => report.ok(format_args!(
+                "{endpoint} answers 401 to an invalid token: the route exists"
+            )),
+            404 => report.fail(format_args!(
+                "{endpoint} answers 404: check [gitlab] url, or GitLab is too old for this API"
+            )),
+            s => report.fail(format_args!(
+                "{endpoint} answers {s} to an invalid token, expected 401: check [gitlab] url and proxies"
+            )),
+        }
+        let after = now();
+        match date.as_deref().and_then(parse_http_date) {
+            Some(theirs) => {
+                let skew = if theirs < before - 1 {
+                    theirs - before
+                } else if theirs > after {
+                    theirs - after
+                } else {
+                    0
+                };
+                if skew.abs() < MAX_SKEW_SECS {
+                    report.ok(format_args!("clock skew against GitLab {skew} s"));
+                } else {
+                    report.fail(format_args!(
+                        "clock skew against GitLab {skew} s: GitLab rejects tokens issued in its future; run NTP here and on GitLab"
+                    ));
+                }
+            }
+            None => report.warn("GitLab sent no usable Date header: clock skew not checked"),
+        }
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Parses an HTTP IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) to Unix time.
+pub fn parse_http_date(s: &str) -> Option<i64> {
+    let mut parts = s.split_whitespace().skip(1);
+    let day: i64 = parts.next()?.parse().ok()?;
+    let month = match parts.next()? {
+        "Jan" => 1,
+        "Feb" => 2,
+        "Mar" => 3,
+        "Apr" => 4,
+        "May" => 5,
+        "Jun" => 6,
+        "Jul" => 7,
+        "Aug" => 8,
+        "Sep" => 9,
+        "Oct" => 10,
+        "Nov" => 11,
+        "Dec" => 12,
+        _ => return None,
+    };
+    let year: i64 = parts.next()?.parse().ok()?;
+    let mut hms = parts.next()?.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
+    if parts.next()? != "GMT" {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + sec)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_http_dates() {
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784111777));
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(parse_http_date("Thu, 26 Nov 2026 06:50:00 GMT"), Some(1795675800));
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 PST"), None);
+        assert_eq!(parse_http_date("garbage"), None);
+    }
 }

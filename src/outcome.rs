@@ -84,7 +84,7 @@ impl Outcome {
                 },
                 Temporary::NotFound => Reply {
                     enhanced: E_MISCONFIGURED,
-                    ..temp.with_text("GitLab answered 404: check [gitlab] url (GitLab 15.3 or later is needed)")
+                    ..temp.with_text("GitLab answered 404: check [gitlab] url, or GitLab is too old for this API")
                 },
                 Temporary::Status(s) => temp.with_text(format!("GitLab answered {s}")),
                 Temporary::Local(e) => Reply {
