@@ -33,7 +33,13 @@ pub struct Client {
 impl Client {
     /// Builds the HTTP agent: timeouts, no redirects, trusted CAs.
     pub fn new(config: &GitlabConfig) -> Result<Client, String> {
-        let roots = root_certs(config.ca_file.as_deref())?;
+        // Reading and parsing the CA bundle costs milliseconds per pipe-mode run:
+        // only pay for it when TLS is used.
+        let roots = if config.url.starts_with("https://") {
+            root_certs(config.ca_file.as_deref())?
+        } else {
+            RootCerts::WebPki
+        };
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(config.timeout))
             .timeout_connect(Some(config.timeout.min(Duration::from_secs(10))))

@@ -6,6 +6,8 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod deliver;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gitlab;
 pub mod jwt;
 pub mod key;

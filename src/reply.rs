@@ -86,6 +86,10 @@ pub const E_SENDER_OK: Enhanced = Enhanced(2, 1, 0);
 pub const E_RCPT_OK: Enhanced = Enhanced(2, 1, 5);
 /// §3.2 X.1.1 bad destination mailbox address.
 pub const E_NO_MAILBOX: Enhanced = Enhanced(5, 1, 1);
+/// §3.2 X.1.3 bad destination mailbox address syntax.
+pub const E_BAD_RCPT_SYNTAX: Enhanced = Enhanced(5, 1, 3);
+/// §3.2 X.1.7 bad sender's mailbox address syntax.
+pub const E_BAD_SENDER_SYNTAX: Enhanced = Enhanced(5, 1, 7);
 /// §3.4 X.3.0 other or undefined mail system status.
 pub const E_SYSTEM: Enhanced = Enhanced(4, 3, 0);
 /// §3.4 X.3.2 system not accepting network messages.
@@ -114,6 +118,8 @@ pub const E_MEDIA: Enhanced = Enhanced(5, 6, 0);
 pub const E_SECURITY: Enhanced = Enhanced(4, 7, 0);
 
 // RFC 5321 §4.2.3 reply codes (RFC 2033 reuses them for LMTP).
+/// 220 service ready (the greeting; RFC 2034 §3: no enhanced code on it).
+pub const READY: u16 = 220;
 /// 221 service closing transmission channel.
 pub const CLOSING: u16 = 221;
 /// 250 requested action okay, completed.
@@ -143,6 +149,8 @@ pub const MAILBOX_UNAVAILABLE: u16 = 550;
 pub const EXCEEDED_STORAGE: u16 = 552;
 /// 554 transaction failed.
 pub const TRANSACTION_FAILED: u16 = 554;
+/// 555 MAIL FROM/RCPT TO parameters not recognized or not implemented.
+pub const PARAMS_NOT_RECOGNIZED: u16 = 555;
 
 #[cfg(test)]
 mod tests {

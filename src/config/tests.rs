@@ -1,1 +1,408 @@
+//! Tests of the configuration file: the documented example parses into the
+//! expected values, defaults apply, and every error names the file, the
+//! line and column of the offending value, and what to change.
 
+use super::*;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+const GOOD_SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n";
+
+/// A scratch directory holding secret files, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "gitlab-mailgate-config-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    /// Writes a file with exactly `mode` and returns its path as text.
+    fn file(&self, name: &str, content: &str, mode: u32) -> String {
+        let path = self.0.join(name);
+        fs::write(&path, content).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.0.join("config.toml")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The example configuration from the documentation, with secret paths.
+fn example(incoming_secret: &str, sd_secret: &str) -> String {
+    format!(
+        r#"[gitlab]
+url = "http://127.0.0.1:8080"
+timeout_secs = 30
+[incoming_email]
+address = "incoming+%{{key}}@incoming.example.com"
+secret_file = "{incoming_secret}"      # base64 of 32 bytes + "\n", mode 0600/0640
+catch_all = false
+[service_desk_email]
+address = "contact+%{{key}}@incoming.example.com"
+secret_file = "{sd_secret}"
+[limits]
+max_message_size = 26214400
+deliver_deadline_secs = 120
+[lmtp]
+listen = ["127.0.0.1:2424", "unix:/run/gitlab-mailgate/lmtp.sock"]
+socket_mode = "0660"
+max_connections = 64
+max_recipients = 100
+idle_timeout_secs = 300
+shutdown_grace_secs = 30
+[log]
+target = "stderr"            # or "syslog"
+syslog_socket = "/dev/log"
+"#
+    )
+}
+
+/// A minimal valid configuration with one incoming mailbox.
+fn minimal(secret: &str) -> String {
+    format!(
+        "[gitlab]\nurl = \"https://gitlab.example.com/\"\n\n\
+         [incoming_email]\naddress = \"incoming+%{{key}}@in.example.com\"\n\
+         secret_file = \"{secret}\"\n\n[log]\ntarget = \"stderr\"\n"
+    )
+}
+
+/// 1-based line and column of the first `needle` in `text`.
+fn place(text: &str, needle: &str) -> (usize, usize) {
+    let offset = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in the config"));
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = offset - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+/// Parses `text` and returns the error, which must point at `at` (the
+/// first occurrence of that text) and mention `phrase`.
+fn error_at(scratch: &Scratch, text: &str, at: &str, phrase: &str) -> ConfigError {
+    let path = scratch.config_path();
+    let err = Config::parse(&path, text).expect_err("the config must be refused");
+    let (line, col) = place(text, at);
+    assert_eq!(err.at, Some((line, col)), "{err}");
+    let shown = err.to_string();
+    let prefix = format!("{}:{line}:{col}: ", path.display());
+    assert!(
+        shown.starts_with(&prefix),
+        "{shown:?} must start with {prefix:?}"
+    );
+    assert!(shown.contains(phrase), "{shown:?} must mention {phrase:?}");
+    err
+}
+
+#[test]
+fn the_example_config_parses() {
+    let s = Scratch::new();
+    let inc = s.file("incoming.secret", GOOD_SECRET, 0o600);
+    let sd = s.file("sd.secret", GOOD_SECRET, 0o640);
+    let path = s.config_path();
+    fs::write(&path, example(&inc, &sd)).unwrap();
+    let c = Config::load(&path).unwrap();
+
+    assert_eq!(c.path, path);
+    assert_eq!(c.gitlab.url, "http://127.0.0.1:8080");
+    assert_eq!(c.gitlab.host, "127.0.0.1");
+    assert_eq!(c.gitlab.timeout, Duration::from_secs(30));
+    assert_eq!(c.gitlab.ca_file, None);
+
+    assert_eq!(c.mailboxes.len(), 2);
+    let (m0, m1) = (&c.mailboxes[0], &c.mailboxes[1]);
+    assert_eq!(m0.kind, MailboxKind::Incoming);
+    assert_eq!(
+        m0.template,
+        Template::parse("incoming+%{key}@incoming.example.com").unwrap()
+    );
+    assert_eq!(m0.secret_file, PathBuf::from(&inc));
+    assert!(!m0.catch_all);
+    assert!(m0.strict_keys, "strict_keys defaults to true");
+    assert_eq!(m1.kind, MailboxKind::ServiceDesk);
+    assert_eq!(m1.secret_file, PathBuf::from(&sd));
+
+    assert_eq!(c.max_message_size, 26_214_400);
+    assert_eq!(c.pipe_deadline, Duration::from_secs(120));
+    assert_eq!(
+        c.lmtp.listen,
+        ["127.0.0.1:2424", "unix:/run/gitlab-mailgate/lmtp.sock"]
+    );
+    assert_eq!(c.lmtp.socket_mode, 0o660);
+    assert_eq!(c.lmtp.max_connections, 64);
+    assert_eq!(c.lmtp.max_recipients, 100);
+    assert_eq!(c.lmtp.idle_timeout, Duration::from_secs(300));
+    assert_eq!(c.lmtp.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(c.log_target, LogTarget::Stderr);
+}
+
+#[test]
+fn defaults_and_url_normalisation() {
+    let s = Scratch::new();
+    let secret = s.file("s", GOOD_SECRET, 0o600);
+    let c = Config::parse(&s.config_path(), &minimal(&secret)).unwrap();
+    assert_eq!(
+        c.gitlab.url, "https://gitlab.example.com",
+        "trailing / removed"
+    );
+    assert_eq!(c.gitlab.host, "gitlab.example.com");
+    assert_eq!(c.gitlab.timeout, Duration::from_secs(30));
+    assert_eq!(c.mailboxes.len(), 1);
+    assert_eq!(c.max_message_size, 25 * 1024 * 1024);
+    assert_eq!(c.pipe_deadline, Duration::from_secs(120));
+    assert_eq!(c.lmtp.listen, ["127.0.0.1:2424"]);
+    assert_eq!(c.lmtp.socket_mode, 0o660);
+    assert_eq!(c.lmtp.max_connections, 64);
+    assert_eq!(c.lmtp.max_recipients, 100);
+}
+
+#[test]
+fn host_comes_from_the_url_or_is_given() {
+    let s = Scratch::new();
+    let secret = s.file("s", GOOD_SECRET, 0o600);
+    let with = |url: &str, host: &str| {
+        let text = minimal(&secret).replace(
+            "url = \"https://gitlab.example.com/\"",
+            &format!("url = \"{url}\"\n{host}"),
+        );
+        Config::parse(&s.config_path(), &text).map(|c| c.gitlab.host)
+    };
+    assert_eq!(
+        with("http://gl.example:8080/gitlab", "").unwrap(),
+        "gl.example"
+    );
+    assert_eq!(with("https://[::1]:8443", "").unwrap(), "::1");
+    assert_eq!(
+        with("http://127.0.0.1:8080", "host = \"gitlab.example.com\"").unwrap(),
+        "gitlab.example.com"
+    );
+}
+
+#[test]
+fn a_bad_url_is_refused_where_it_is() {
+    let s = Scratch::new();
+    let secret = s.file("s", GOOD_SECRET, 0o600);
+    for url in [
+        "gitlab.example.com",
+        "ftp://gitlab.example.com",
+        "http://",
+        "http://user@host",
+    ] {
+        let text = minimal(&secret).replace("https://gitlab.example.com/", url);
+        error_at(&s, &text, &format!("\"{url}\""), "url must be http://");
+    }
+}
+
+#[test]
+fn an_address_without_at_is_refused() {
+    let s = Scratch::new();
+    let secret = s.file("s", GOOD_SECRET, 0o600);
+    let text = minimal(&secret).replace("incoming+%{key}@in.example.com", "incoming+%{key}");
+    error_at(
+        &s,
+        &text,
+        "\"incoming+%{key}\"",
+        "address: not an e-mail address",
+    );
+}
+
+#[test]
+fn two_keys_in_an_address_are_refused() {
+    let s = Scratch::new();
+    let secret = s.file("s", GOOD_SECRET, 0o600);
+    let text = minimal(&secret).replace("incoming+%{key}@", "incoming+%{key}+%{key}@");
+    error_at(
+        &s,
+        &text,
+        "\"incoming+%{key}+%{key}@",
+        "more than one %{key}",
+    );
+}
+
+#[test]
+fn a_key_in_the_domain_is_refused() {
+    let s = Scratch::new();
+    let secret = s.file("s", GOOD_SECRET, 0o600);
+    let text = minimal(&secret).replace(
+        "incoming+%{key}@in.example.com",
+        "incoming@%{key}.in.example.com",
+    );
+    error_at(
+        &s,
+        &text,
+        "\"incoming@%{key}",
+        "%{key} must be in the local part",
+    );
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let s = Scratch::new();
+    let secret = s.file("s", GOOD_SECRET, 0o600);
+    // A typo must not silently fall back to a default.
+    let text = minimal(&secret).replace("[log]\n", "[log]\ntraget = \"syslog\"\n");
+    error_at(&s, &text, "traget", "unknown field `traget`");
+    let text = minimal(&secret) + "[limit]\nmax_message_size = 1\n";
+    error_at(&s, &text, "limit]", "unknown field `limit`");
+    let text =
+        minimal(&secret).replace("[incoming_email]\n", "[incoming_email]\ncatchall = true\n");
+    error_at(&s, &text, "catchall", "unknown field `catchall`");
+}
+
+#[test]
+fn wrong_types_and_toml_syntax_are_refused_with_a_place() {
+    let s = Scratch::new();
+    let secret = s.file("s", GOOD_SECRET, 0o600);
+    let text = minimal(&secret).replace("[log]\n", "[limits]\nmax_message_size = \"big\"\n[log]\n");
+    let err = Config::parse(&s.config_path(), &text).unwrap_err();
+    assert_eq!(
+        err.at.map(|(line, _)| line),
+        Some(place(&text, "\"big\"").0),
+        "{err}"
+    );
+    let text = minimal(&secret).replace("url = \"", "url = ");
+    let err = Config::parse(&s.config_path(), &text).unwrap_err();
+    assert_eq!(err.at.map(|(line, _)| line), Some(2), "{err}");
+}
+
+#[test]
+fn a_missing_secret_file_is_refused() {
+    let s = Scratch::new();
+    let missing = s.0.join("nope.secret");
+    let text = minimal(missing.to_str().unwrap());
+    error_at(&s, &text, "\"/", "cannot read the secret file");
+}
+
+#[test]
+fn a_group_writable_secret_is_refused() {
+    let s = Scratch::new();
+    let secret = s.file("s", GOOD_SECRET, 0o660);
+    let err = error_at(&s, &minimal(&secret), "\"/", "writable by group or others");
+    assert!(err.message.contains("0660"), "{err}");
+    let secret = s.file("w", GOOD_SECRET, 0o602);
+    error_at(&s, &minimal(&secret), "\"/", "writable by group or others");
+}
+
+#[test]
+fn a_secret_that_is_not_base64_is_refused_without_showing_it() {
+    let s = Scratch::new();
+    let secret = s.file("s", "not base64 at all!\n", 0o600);
+    let err = error_at(&s, &minimal(&secret), "\"/", "not strict base64");
+    assert!(!err.to_string().contains("not base64 at all"), "{err}");
+    // Two line endings are not GitLab's format either.
+    let secret = s.file("t", &format!("{GOOD_SECRET}\n"), 0o600);
+    error_at(&s, &minimal(&secret), "\"/", "not strict base64");
+}
+
+#[test]
+fn a_secret_of_the_wrong_length_is_refused() {
+    let s = Scratch::new();
+    let secret = s.file("s", "MDEyMzQ1Njc4OWFiY2RlZg==\n", 0o600);
+    let err = error_at(&s, &minimal(&secret), "\"/", "decodes to 16 bytes");
+    assert!(!err.to_string().contains("MDEy"), "{err}");
+}
+
+#[test]
+fn bad_listen_entries_are_refused_where_they_are() {
+    let s = Scratch::new();
+    let secret = s.file("s", GOOD_SECRET, 0o600);
+    for (entry, phrase) in [
+        ("localhost:2424", "neither IP:PORT"),
+        ("127.0.0.1", "neither IP:PORT"),
+        ("::1:2424", "neither IP:PORT"),
+        ("unix:run/lmtp.sock", "absolute path"),
+    ] {
+        let text =
+            minimal(&secret) + &format!("\n[lmtp]\nlisten = [\"127.0.0.1:2424\", \"{entry}\"]\n");
+        error_at(&s, &text, &format!("\"{entry}\""), phrase);
+    }
+    let text = minimal(&secret) + "\n[lmtp]\nlisten = [\"[::1]:2424\", \"unix:/run/x.sock\"]\n";
+    assert!(Config::parse(&s.config_path(), &text).is_ok());
+}
+
+#[test]
+fn other_bad_values_are_refused() {
+    let s = Scratch::new();
+    let secret = s.file("s", GOOD_SECRET, 0o600);
+    let text = minimal(&secret) + "\n[lmtp]\nsocket_mode = \"0999\"\n";
+    error_at(&s, &text, "\"0999\"", "octal mode");
+    let text = minimal(&secret).replace("target = \"stderr\"", "target = \"file\"");
+    error_at(&s, &text, "\"file\"", "\"syslog\" or \"stderr\"");
+    for (section, phrase) in [
+        (
+            "[gitlab]\ntimeout_secs = 0\n",
+            "timeout_secs must be at least 1",
+        ),
+        ("[limits]\nmax_message_size = 0\n", "[limits] values"),
+        ("[limits]\ndeliver_deadline_secs = 0\n", "[limits] values"),
+        ("[lmtp]\nmax_connections = 0\n", "[lmtp] limits"),
+    ] {
+        let text = if section.starts_with("[gitlab]") {
+            minimal(&secret).replace("[gitlab]\n", section)
+        } else {
+            minimal(&secret) + "\n" + section
+        };
+        let err = Config::parse(&s.config_path(), &text).unwrap_err();
+        assert!(err.to_string().contains(phrase), "{err}");
+    }
+}
+
+#[test]
+fn no_mailbox_is_refused() {
+    let s = Scratch::new();
+    let path = s.config_path();
+    let err = Config::parse(&path, "[gitlab]\nurl = \"http://127.0.0.1:8080\"\n").unwrap_err();
+    assert_eq!(err.at, None);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: no mailbox configured: add an [incoming_email] or [service_desk_email] section",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let s = Scratch::new();
+    let path = s.0.join("absent.toml");
+    let err = Config::load(&path).unwrap_err();
+    assert_eq!(err.at, None);
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with(&format!(
+            "{}: cannot read the configuration file",
+            path.display()
+        )),
+        "{shown}"
+    );
+}
+
+#[test]
+fn line_col_counts_from_one() {
+    assert_eq!(line_col("abc", 0), (1, 1));
+    assert_eq!(line_col("abc\ndef", 5), (2, 2));
+    assert_eq!(line_col("a\n", 2), (2, 1));
+    assert_eq!(
+        line_col("a", 99),
+        (1, 2),
+        "offsets past the end are clamped"
+    );
+}

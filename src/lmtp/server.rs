@@ -1,9 +1,310 @@
-//! The LMTP server: listeners, connection threads, signals.
+//! The LMTP server (`gitlab-mailgate serve`): loads the configuration,
+//! listens (see `listen`), and runs one thread per connection that drives
+//! a [`Session`] and hands finished messages to the delivery core.
+//!
+//! Limits: `max_connections` at once (more get `421 4.3.2`), `idle_timeout`
+//! of silence (then `421 4.4.2`). On SIGTERM or SIGINT it stops accepting,
+//! lets transactions in flight finish for up to `shutdown_grace`, answers
+//! `421 4.3.2` to the others and exits 0; a second signal exits at once.
+//! A connection that drops in the middle of a message posts nothing.
 
+use super::listen::{self, Bound, Stream};
+use super::session::{Action, Limits, Session};
+use crate::config::Config;
+use crate::deliver::Deliverer;
+use crate::log;
+use crate::reply::*;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
-/// Runs the server until SIGTERM/SIGINT.
-pub fn run(_path: &Path) -> ExitCode {
-    ExitCode::FAILURE
+/// How often blocked reads and the accept loop look at the stop flag.
+const TICK: Duration = Duration::from_millis(200);
+/// Bytes read from a client at once.
+const READ_SIZE: usize = 64 * 1024;
+/// Extra time after `shutdown_grace` for connections to send their 421.
+const DRAIN_MARGIN: Duration = Duration::from_secs(2);
+
+/// What every connection thread shares.
+struct Server {
+    deliverer: Arc<Deliverer>,
+    hostname: String,
+    limits: Limits,
+    max_connections: usize,
+    idle_timeout: Duration,
+    grace: Duration,
+    /// Connections being served now.
+    active: AtomicUsize,
+    /// Set when shutdown began.
+    stopping: OnceLock<Instant>,
+}
+
+/// Counts a connection as active until dropped (even by a panic).
+struct Active(Arc<Server>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Runs the server until SIGTERM/SIGINT; exit status 0 after a clean
+/// shutdown, 1 when it cannot start.
+pub fn run(config_path: &Path) -> ExitCode {
+    let config = match Config::load(config_path) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("gitlab-mailgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    log::init(&config.log_target);
+    std::panic::set_hook(Box::new(|info| {
+        log::error(&format!("internal error: {info}"));
+    }));
+    match start(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(config: Arc<Config>) -> Result<(), String> {
+    let deliverer = Arc::new(Deliverer::new(config.clone())?);
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGTERM, SIGINT] {
+        // The first signal sets the flag; one more while stopping exits.
+        signal_hook::flag::register_conditional_shutdown(signal, 1, stop.clone())
+            .and_then(|_| signal_hook::flag::register(signal, stop.clone()))
+            .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
+    }
+    let lmtp = &config.lmtp;
+    let listeners = listen::open(&lmtp.listen, lmtp.socket_mode)?;
+    for l in &listeners {
+        l.set_nonblocking()
+            .map_err(|e| format!("{}: cannot set non-blocking: {e}", l.name))?;
+    }
+    let server = Arc::new(Server {
+        deliverer,
+        hostname: hostname(),
+        limits: Limits {
+            max_message_size: config.max_message_size,
+            max_recipients: lmtp.max_recipients,
+        },
+        max_connections: lmtp.max_connections,
+        idle_timeout: lmtp.idle_timeout,
+        grace: lmtp.shutdown_grace,
+        active: AtomicUsize::new(0),
+        stopping: OnceLock::new(),
+    });
+    let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
+    log::info(&format!("listening on {}", names.join(", ")));
+    listen::notify("READY=1");
+
+    accept_loop(&listeners, &server, &stop);
+
+    let since = *server.stopping.get_or_init(Instant::now);
+    listen::notify("STOPPING=1");
+    drop(listeners);
+    let busy = server.active.load(Ordering::SeqCst);
+    log::info(&format!("stopping: no new connections, {busy} open"));
+    while server.active.load(Ordering::SeqCst) > 0 && since.elapsed() < server.grace + DRAIN_MARGIN
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = server.active.load(Ordering::SeqCst);
+    if left > 0 {
+        log::warn(&format!(
+            "{left} connections still busy after shutdown_grace; exiting anyway"
+        ));
+    }
+    log::info("stopped");
+    Ok(())
+}
+
+/// Accepts connections on all listeners until `stop` is set.
+fn accept_loop(listeners: &[Bound], server: &Arc<Server>, stop: &AtomicBool) {
+    let mut fds: Vec<libc::pollfd> = listeners
+        .iter()
+        .map(|l| libc::pollfd {
+            fd: l.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    while !stop.load(Ordering::SeqCst) {
+        // SAFETY: `fds` is a live array of `fds.len()` pollfd structs.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 200) };
+        if ready < 0 {
+            // EINTR (a signal) or worse: look at the flag, never spin.
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        for (fd, listener) in fds.iter().zip(listeners) {
+            if fd.revents == 0 {
+                continue;
+            }
+            // Bounded: the backlog is finite, and stop ends it too.
+            for _ in 0..1024 {
+                match listener.accept() {
+                    Ok((stream, peer)) => admit(stream, peer, server),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait a bit
+                        // rather than spin on a socket poll keeps flagging.
+                        log::warn(&format!("accept on {}: {e}", listener.name));
+                        std::thread::sleep(TICK);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Starts serving `stream` on its own thread, or turns it away.
+fn admit(mut stream: Stream, peer: String, server: &Arc<Server>) {
+    if let Err(e) = stream.configure(TICK, server.idle_timeout) {
+        log::warn(&format!("{peer}: {e}"));
+        return;
+    }
+    if server.active.load(Ordering::SeqCst) >= server.max_connections {
+        log::warn(&format!("too many connections, refused {peer}"));
+        let _ = stream.configure(TICK, TICK);
+        let reply = Reply::new(NOT_AVAILABLE, E_SHUTTING_DOWN, "too many connections");
+        let _ = send(&mut stream, &mut line(&reply));
+        return;
+    }
+    server.active.fetch_add(1, Ordering::SeqCst);
+    let active = Active(server.clone());
+    let spawned = std::thread::Builder::new()
+        .name("lmtp".into())
+        .spawn(move || serve(stream, &peer, &active.0));
+    if let Err(e) = spawned {
+        log::error(&format!("cannot start a connection thread: {e}"));
+    }
+}
+
+/// One connection, from greeting to close.
+fn serve(mut stream: Stream, peer: &str, server: &Server) {
+    log::info(&format!("connect from {peer}"));
+    let messages = converse(&mut stream, peer, server);
+    log::info(&format!("disconnect from {peer} messages={messages}"));
+}
+
+/// Runs the session over `stream`; returns how many messages it took.
+fn converse(stream: &mut Stream, peer: &str, server: &Server) -> usize {
+    let deliverer = &server.deliverer;
+    let mut session = Session::new(&server.hostname, server.limits, |rcpt| {
+        deliverer.route(rcpt)
+    });
+    let mut messages = 0;
+    let mut out = session.greeting();
+    if send(stream, &mut out).is_err() {
+        return 0;
+    }
+    let mut buf = vec![0; READ_SIZE];
+    let mut last_input = Instant::now();
+    loop {
+        if let Some(reply) = must_close(server, session.in_transaction(), last_input) {
+            if reply.enhanced == E_BAD_CONNECTION {
+                log::info(&format!("idle timeout, closing the connection from {peer}"));
+            }
+            let _ = send(stream, &mut line(&reply));
+            return messages;
+        }
+        let n = match stream.read(&mut buf) {
+            Ok(0) => {
+                if session.in_transaction() {
+                    log::info(&format!("lost connection from {peer} in a transaction"));
+                }
+                return messages;
+            }
+            Ok(n) => n,
+            Err(e) if is_tick(&e) => continue,
+            Err(e) => {
+                log::info(&format!("lost connection from {peer}: {e}"));
+                return messages;
+            }
+        };
+        for action in session.feed(&buf[..n]) {
+            match action {
+                Action::Send(bytes) => out.extend_from_slice(&bytes),
+                Action::Log(text) => log::info(&text),
+                Action::Deliver(t) => {
+                    // Replies so far go out before the (slow) delivery; a
+                    // client that is gone by now gets nothing delivered,
+                    // since it will send the message again anyway.
+                    if send(stream, &mut out).is_err() {
+                        return messages;
+                    }
+                    let outcomes = deliverer.deliver(&t.message, &t.routes, Instant::now());
+                    for outcome in outcomes {
+                        outcome.reply().write_to(&mut out);
+                    }
+                    messages += 1;
+                }
+                Action::Close => {
+                    let _ = send(stream, &mut out);
+                    return messages;
+                }
+            }
+        }
+        if send(stream, &mut out).is_err() {
+            return messages;
+        }
+        last_input = Instant::now();
+    }
+}
+
+/// The reply to close with now, if any: shutdown (at once when no
+/// transaction is open, else after the grace time) or idle timeout.
+fn must_close(server: &Server, in_transaction: bool, last_input: Instant) -> Option<Reply> {
+    if let Some(since) = server.stopping.get() {
+        if !in_transaction || since.elapsed() >= server.grace {
+            return Some(Reply::new(NOT_AVAILABLE, E_SHUTTING_DOWN, "shutting down"));
+        }
+    }
+    (last_input.elapsed() >= server.idle_timeout)
+        .then(|| Reply::new(NOT_AVAILABLE, E_BAD_CONNECTION, "idle timeout"))
+}
+
+/// A read that timed out only so the loop can look at the clock.
+fn is_tick(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+fn line(reply: &Reply) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    reply.write_to(&mut bytes);
+    bytes
+}
+
+/// Writes and empties `out`.
+fn send(stream: &mut Stream, out: &mut Vec<u8>) -> io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let result = stream.write_all(out).and_then(|_| stream.flush());
+    out.clear();
+    result
+}
+
+/// This machine's name for the greeting.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }

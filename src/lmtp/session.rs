@@ -1,1 +1,395 @@
-//! The LMTP protocol session.
+//! The LMTP protocol (RFC 2033) as a sans-IO state machine: bytes from the
+//! client go in, [`Action`]s come out (bytes to send, a message to deliver,
+//! a line to log, close). No sockets, threads or clocks live here; the
+//! socket driver in [`super::server`] performs the actions in order.
+//!
+//! Command lines are framed here (bounded, see [`super::input`]) and parsed
+//! by smtp-proto one whole line at a time, so a parse error can never leave
+//! half a line behind. Bodies come in by DATA (dot-stuffed, ended only by a
+//! strict `CRLF.CRLF`) or BDAT chunks (RFC 3030). After the message, the
+//! driver answers once per accepted recipient, in RCPT order (RFC 2033
+//! §4.2); refusals decided here (message too large) follow the same rule.
+
+use super::input::{consume, BodyEnd, DataBody, LineEvent, LineReader};
+use crate::deliver::{printable, Route};
+use crate::outcome::Outcome;
+use crate::reply::*;
+use command::{absurd_number, bad_sequence, not_implemented, not_lmtp, parse_error, too_big, verb};
+use smtp_proto::request::receiver::{BdatReceiver, DummyDataReceiver};
+use smtp_proto::{MailFrom, Request, MAIL_BODY_BINARYMIME};
+use std::borrow::Cow;
+
+/// Limits of one session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message accepted, in bytes (advertised as `SIZE`).
+    pub max_message_size: usize,
+    /// Accepted recipients per transaction; more get `452 4.5.3`.
+    pub max_recipients: usize,
+}
+
+/// Something the driver must do; actions come in the order they must be
+/// done in.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Write these bytes to the client.
+    Send(Vec<u8>),
+    /// Deliver the message, then send one reply per route, in order.
+    Deliver(Transaction),
+    /// Log this line (a refusal decided by the session itself).
+    Log(String),
+    /// Flush what was sent and close the connection.
+    Close,
+}
+
+/// A complete message and its accepted recipients.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Transaction {
+    /// The envelope sender (`""` for `MAIL FROM:<>`).
+    pub sender: String,
+    /// The accepted recipients, in RCPT order (never empty).
+    pub routes: Vec<Route>,
+    /// The message exactly as sent, dot-unstuffed.
+    pub message: Vec<u8>,
+}
+
+/// The envelope of the transaction in progress.
+struct Envelope {
+    sender: String,
+    routes: Vec<Route>,
+}
+
+/// Where the session is while it reads commands.
+enum Phase {
+    /// Connected; LHLO not given yet.
+    Start,
+    /// LHLO given, no transaction.
+    Idle,
+    /// MAIL given; RCPTs are being collected.
+    Mail(Envelope),
+    /// Between the BDAT chunks of a message (chunks so far in the Vec).
+    Chunking(Envelope, Vec<u8>),
+}
+
+/// The whole session state: reading commands, or some kind of body.
+enum State {
+    /// Reading command lines.
+    Commands(Phase),
+    /// Reading a DATA body.
+    Data(Envelope, DataBody),
+    /// Reading a BDAT chunk into the message.
+    Chunk(Envelope, Vec<u8>, BdatReceiver),
+    /// Swallowing a refused BDAT chunk; then send the replies and go on
+    /// in the phase given.
+    Discard(DummyDataReceiver, Vec<Reply>, Phase),
+    /// QUIT answered: input is ignored.
+    Closed,
+}
+
+/// One LMTP session. `R` decides at RCPT time whether a recipient is
+/// accepted (normally [`crate::deliver::Deliverer::route`]).
+pub struct Session<R: Fn(&str) -> Result<Route, Outcome>> {
+    hostname: String,
+    limits: Limits,
+    router: R,
+    line: LineReader,
+    state: State,
+}
+
+/// Collects the actions of one [`Session::feed`], merging adjacent sends.
+#[derive(Default)]
+struct Out(Vec<Action>);
+
+impl Out {
+    fn raw(&mut self, bytes: &[u8]) {
+        match self.0.last_mut() {
+            Some(Action::Send(buf)) => buf.extend_from_slice(bytes),
+            _ => self.0.push(Action::Send(bytes.to_vec())),
+        }
+    }
+
+    fn reply(&mut self, reply: &Reply) {
+        let mut bytes = Vec::new();
+        reply.write_to(&mut bytes);
+        self.raw(&bytes);
+    }
+
+    fn push(&mut self, action: Action) {
+        self.0.push(action);
+    }
+}
+
+impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
+    /// A new session for a client that just connected; `hostname` names
+    /// this server in the greeting and the LHLO reply.
+    pub fn new(hostname: &str, limits: Limits, router: R) -> Self {
+        let hostname = hostname
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .collect::<String>();
+        Session {
+            hostname: if hostname.is_empty() {
+                "localhost".into()
+            } else {
+                hostname
+            },
+            limits,
+            router,
+            line: LineReader::default(),
+            state: State::Commands(Phase::Start),
+        }
+    }
+
+    /// The greeting to send first: `220 <hostname> LMTP ...` (no enhanced
+    /// code: RFC 2034 §3 leaves it off the greeting).
+    pub fn greeting(&self) -> Vec<u8> {
+        format!("{READY} {} LMTP gitlab-mailgate ready\r\n", self.hostname).into_bytes()
+    }
+
+    /// True from MAIL until the transaction is over (delivered, refused or
+    /// reset), and while a body is being read: the client is in the middle
+    /// of something, so a shutdown should let it finish.
+    pub fn in_transaction(&self) -> bool {
+        !matches!(
+            self.state,
+            State::Commands(Phase::Start | Phase::Idle) | State::Closed
+        )
+    }
+
+    /// Takes all of `input` (a partial line is kept for the next call) and
+    /// returns what to do, in order.
+    pub fn feed(&mut self, input: &[u8]) -> Vec<Action> {
+        let mut out = Out::default();
+        let mut rest = input;
+        while !rest.is_empty() {
+            let state = std::mem::replace(&mut self.state, State::Closed);
+            let (used, next) = self.step(state, rest, &mut out);
+            self.state = next;
+            // Every reader takes at least one byte of non-empty input; stop
+            // rather than spin should that ever not hold.
+            if used == 0 {
+                break;
+            }
+            rest = &rest[used.min(rest.len())..];
+        }
+        out.0
+    }
+
+    /// Feeds the front of `input` to the reader of `state`; returns the
+    /// bytes used and the next state.
+    fn step(&mut self, state: State, input: &[u8], out: &mut Out) -> (usize, State) {
+        match state {
+            State::Closed => (input.len(), State::Closed),
+            State::Data(envelope, mut body) => match body.ingest(input) {
+                (used, None) => (used, State::Data(envelope, body)),
+                (used, Some(end)) => (used, self.end_data(envelope, end, out)),
+            },
+            State::Chunk(envelope, mut message, mut receiver) => {
+                match consume(input, |it| receiver.ingest(it, &mut message)) {
+                    (used, false) => (used, State::Chunk(envelope, message, receiver)),
+                    (used, true) => (
+                        used,
+                        self.end_chunk(envelope, message, receiver.is_last, out),
+                    ),
+                }
+            }
+            State::Discard(mut receiver, replies, phase) => {
+                match consume(input, |it| receiver.ingest(it)) {
+                    (used, false) => (used, State::Discard(receiver, replies, phase)),
+                    (used, true) => {
+                        replies.iter().for_each(|r| out.reply(r));
+                        (used, State::Commands(phase))
+                    }
+                }
+            }
+            State::Commands(phase) => match self.line.ingest(input) {
+                (used, None) => (used, State::Commands(phase)),
+                (used, Some(LineEvent::TooLong)) => {
+                    out.reply(&Reply::new(UNRECOGNIZED, E_SYNTAX, "line too long"));
+                    (used, State::Commands(phase))
+                }
+                (used, Some(LineEvent::Line(line))) => (used, self.command(phase, &line, out)),
+            },
+        }
+    }
+
+    /// Answers one command line.
+    fn command(&self, phase: Phase, line: &[u8], out: &mut Out) -> State {
+        let same = |phase| State::Commands(phase);
+        if line.contains(&0) {
+            out.reply(&Reply::new(UNRECOGNIZED, E_SYNTAX, "NUL in command"));
+            return same(phase);
+        }
+        match verb(line).as_slice() {
+            b"EHLO" | b"HELO" => {
+                out.reply(&not_lmtp());
+                return same(phase);
+            }
+            b"AUTH" | b"STARTTLS" | b"EXPN" | b"ETRN" | b"ATRN" | b"BURL" | b"HELP" | b"TURN"
+            | b"VERB" => {
+                out.reply(&not_implemented());
+                return same(phase);
+            }
+            _ => {}
+        }
+        let request = match Request::parse(&mut line.iter()) {
+            Ok(request) => request,
+            Err(e) => {
+                out.reply(&parse_error(&e));
+                return same(phase);
+            }
+        };
+        let ok = |text| Reply::new(OK, E_OK, text);
+        match request {
+            Request::Lhlo { .. } => {
+                out.raw(self.lhlo_reply().as_bytes());
+                same(Phase::Idle)
+            }
+            Request::Mail { mut from } => {
+                if absurd_number(line, b" SIZE=") {
+                    from.size = usize::MAX;
+                }
+                self.mail(phase, from, out)
+            }
+            Request::Rcpt { to } => self.rcpt(phase, &to.address, out),
+            Request::Data => self.data(phase, out),
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => {
+                let size = match absurd_number(line, b"BDAT ") {
+                    true => usize::MAX,
+                    false => chunk_size,
+                };
+                self.bdat(phase, size, is_last, out)
+            }
+            Request::Rset => {
+                out.reply(&ok("reset"));
+                match phase {
+                    Phase::Start => same(Phase::Start),
+                    _ => same(Phase::Idle),
+                }
+            }
+            Request::Noop { .. } => {
+                out.reply(&ok("ok"));
+                same(phase)
+            }
+            Request::Vrfy { .. } => {
+                out.reply(&Reply::new(
+                    CANNOT_VRFY,
+                    E_OK,
+                    "cannot verify, but will take the message and try",
+                ));
+                same(phase)
+            }
+            Request::Quit => {
+                out.reply(&Reply::new(CLOSING, E_OK, "bye"));
+                out.push(Action::Close);
+                State::Closed
+            }
+            Request::Ehlo { .. } | Request::Helo { .. } => {
+                out.reply(&not_lmtp());
+                same(phase)
+            }
+            Request::Auth { .. }
+            | Request::StartTls
+            | Request::Expn { .. }
+            | Request::Help { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. } => {
+                out.reply(&not_implemented());
+                same(phase)
+            }
+        }
+    }
+
+    /// The multi-line LHLO reply (RFC 2033 §4.1); no enhanced codes on it
+    /// (RFC 2034 §3).
+    fn lhlo_reply(&self) -> String {
+        let lines = [
+            self.hostname.clone(),
+            "PIPELINING".into(),
+            format!("SIZE {}", self.limits.max_message_size),
+            "8BITMIME".into(),
+            "ENHANCEDSTATUSCODES".into(),
+            "SMTPUTF8".into(),
+            "CHUNKING".into(),
+        ];
+        let last = lines.len() - 1;
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| format!("{OK}{}{l}\r\n", if i == last { ' ' } else { '-' }))
+            .collect()
+    }
+
+    fn mail(&self, phase: Phase, from: MailFrom<Cow<'_, str>>, out: &mut Out) -> State {
+        match phase {
+            Phase::Idle if from.size > self.limits.max_message_size => {
+                out.reply(&too_big("message size exceeds the limit"));
+                State::Commands(Phase::Idle)
+            }
+            Phase::Idle if from.flags & MAIL_BODY_BINARYMIME != 0 => {
+                out.reply(&Reply::new(
+                    PARAMS_NOT_RECOGNIZED,
+                    E_BAD_ARGS,
+                    "BODY=BINARYMIME is not supported",
+                ));
+                State::Commands(Phase::Idle)
+            }
+            Phase::Idle => {
+                out.reply(&Reply::new(OK, E_SENDER_OK, "sender ok"));
+                State::Commands(Phase::Mail(Envelope {
+                    sender: from.address.into_owned(),
+                    routes: Vec::new(),
+                }))
+            }
+            Phase::Start => {
+                out.reply(&bad_sequence("send LHLO first"));
+                State::Commands(Phase::Start)
+            }
+            phase @ (Phase::Mail(_) | Phase::Chunking(..)) => {
+                out.reply(&bad_sequence("nested MAIL command"));
+                State::Commands(phase)
+            }
+        }
+    }
+
+    fn rcpt(&self, phase: Phase, address: &str, out: &mut Out) -> State {
+        match phase {
+            Phase::Mail(mut envelope) => {
+                if envelope.routes.len() >= self.limits.max_recipients {
+                    out.reply(&Reply::new(
+                        INSUFFICIENT_STORAGE,
+                        E_TOO_MANY_RCPTS,
+                        "too many recipients",
+                    ));
+                } else {
+                    match (self.router)(address) {
+                        Ok(route) => {
+                            envelope.routes.push(route);
+                            out.reply(&Reply::new(OK, E_RCPT_OK, "recipient ok"));
+                        }
+                        Err(outcome) => out.reply(&outcome.reply()),
+                    }
+                }
+                State::Commands(Phase::Mail(envelope))
+            }
+            phase @ (Phase::Start | Phase::Idle) => {
+                out.reply(&bad_sequence("need MAIL before RCPT"));
+                State::Commands(phase)
+            }
+            phase @ Phase::Chunking(..) => {
+                out.reply(&bad_sequence("RCPT after BDAT"));
+                State::Commands(phase)
+            }
+        }
+    }
+}
+
+mod body;
+mod command;
+
+#[cfg(test)]
+mod tests;

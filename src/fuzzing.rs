@@ -1,0 +1,187 @@
+//! Entry points for fuzzing, shared by the cargo-fuzz targets in `fuzz/`,
+//! the stable-toolchain driver (`examples/fuzz.rs`) and the short run in
+//! the test suite. Each takes arbitrary bytes, must never panic, and checks
+//! the invariants that hold for every input. [`run`] drives one on
+//! generated input: random bytes and random sequences of protocol and
+//! header tokens, mutated.
+
+use crate::address::Template;
+use crate::config::Mailbox;
+use crate::deliver::route;
+use crate::deliver::Route;
+use crate::key::{self, Mailbox as Kind};
+use crate::lmtp::session::{Action, Limits, Session};
+use crate::outcome::Outcome;
+use crate::message::Headers;
+use std::path::PathBuf;
+
+/// Splits the input at the first LF: a template line and the rest.
+fn two_parts(data: &[u8]) -> (String, String) {
+    let text = String::from_utf8_lossy(data);
+    match text.split_once('\n') {
+        Some((a, b)) => (a.to_string(), b.to_string()),
+        None => ("incoming+%{key}@in.example".to_string(), text.into_owned()),
+    }
+}
+
+/// Recipient matching and key shapes: a route is only ever found for an
+/// address in the template's domain, and a captured key is part of it.
+pub fn route_recipient(data: &[u8]) {
+    let (template, recipient) = two_parts(data);
+    let Ok(tpl) = Template::parse(&template) else {
+        return;
+    };
+    if let Some(k) = tpl.key_of(&recipient) {
+        assert!(recipient.contains(k));
+        for kind in [Kind::Incoming, Kind::ServiceDesk] {
+            if key::is_valid(kind, k) {
+                assert!(!k.contains(['%', '"', '\n', '\r', ' ', '\0']) && !k.contains(".."));
+            }
+        }
+    }
+    let mailboxes = [Mailbox {
+        kind: Kind::Incoming,
+        template: tpl.clone(),
+        secret_file: PathBuf::new(),
+        catch_all: data.first().is_some_and(|b| b & 1 == 1),
+        strict_keys: true,
+    }];
+    if route(&mailboxes, &recipient).is_some() {
+        assert!(tpl.in_domain(&recipient));
+    }
+}
+
+/// Header key lookup on an arbitrary message: any key found matches the
+/// template (or is a References reply key) and is part of the message.
+pub fn header_key(data: &[u8]) {
+    let tpl = Template::parse("incoming+%{key}@in.example").expect("valid template");
+    let headers = Headers::parse(data);
+    if let Some(k) = headers.gitlab_key(&tpl, "gitlab.example", "") {
+        assert!(!k.is_empty());
+    }
+    let _ = headers.message_id();
+    let _ = headers.queue_id();
+}
+
+/// A fuzz target: name, token dictionary, entry point.
+pub struct Target {
+    /// The name used on the command line and in `fuzz/`.
+    pub name: &'static str,
+    tokens: &'static [&'static str],
+    entry: fn(&[u8]),
+}
+
+/// Every target.
+pub const TARGETS: [Target; 3] = [
+    Target { name: "route", tokens: ROUTE_TOKENS, entry: route_recipient },
+    Target { name: "header", tokens: HEADER_TOKENS, entry: header_key },
+    Target { name: "lmtp", tokens: LMTP_TOKENS, entry: lmtp_session },
+];
+
+/// Runs `target` on `cases` generated inputs from `seed`. Returns the
+/// first input that panicked, if any.
+pub fn run(target: &Target, cases: u64, seed: u64) -> Result<(), Vec<u8>> {
+    let mut rng = Rng(seed | 1);
+    let mut input = Vec::new();
+    for _ in 0..cases {
+        generate(&mut rng, target.tokens, &mut input);
+        if std::panic::catch_unwind(|| (target.entry)(&input)).is_err() {
+            return Err(input);
+        }
+    }
+    Ok(())
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const ROUTE_TOKENS: &[&str] = &[
+    "incoming", "+", "-", "%{key}", "@", "in.example", "IN.EXAMPLE", "\n", "<", ">", "/", "..",
+    "%", "\"", " ", "\r", "issue", "-issue-", "-merge-request", "unsubscribe", "42",
+    "59d8df8370b7e95c5a49fbf86aeb2c93", "b7-0123456789abcdefghijklmno", "grp-proj", "\u{e9}", "\0",
+];
+
+const HEADER_TOKENS: &[&str] = &[
+    "To: ", "Cc: ", "References: ", "Delivered-To: ", "Envelope-To: ", "X-Envelope-To: ",
+    "Received: from x by y with LMTP id 4Abc; ", " for <", "Message-ID: <", "reply-", "@gitlab.example",
+    "incoming+", "@in.example", ">", ",", "\"", "\r\n", "\n", "\r\n ", "\r\n\r\n", "=?utf-8?b?", "?=",
+    "Subject: x", ":", "<>", "\u{fc}", "\0", "Content-Type: multipart/mixed; boundary=b\r\n", "--b\r\n",
+];
+
+const LMTP_TOKENS: &[&str] = &[
+    "LHLO x\r\n", "EHLO x\r\n", "HELO x\r\n", "MAIL FROM:<a@b>\r\n", "MAIL FROM:<>\r\n",
+    "MAIL FROM:<a@b> SIZE=", "99999999999", "100", "RCPT TO:<incoming+59d8df8370b7e95c5a49fbf86aeb2c93@in.example>\r\n",
+    "RCPT TO:<nobody@in.example>\r\n", "RCPT TO:<", "DATA\r\n", "BDAT ", " LAST", "\r\n", ".\r\n",
+    "..x\r\n", "Subject: y\r\n\r\nbody\r\n", "RSET\r\n", "NOOP\r\n", "QUIT\r\n", "VRFY x\r\n",
+    "AUTH PLAIN\r\n", "STARTTLS\r\n", "\n", "\r", "\0", "x", " ", ":", "<", ">",
+];
+
+fn generate(rng: &mut Rng, tokens: &[&str], out: &mut Vec<u8>) {
+    out.clear();
+    let len = rng.below(64);
+    for _ in 0..len {
+        match rng.below(10) {
+            0 => out.push(rng.next() as u8),
+            1 if !out.is_empty() => {
+                let i = rng.below(out.len());
+                out[i] = rng.next() as u8;
+            }
+            2 => {
+                let n = rng.below(300);
+                out.extend(std::iter::repeat_n(b'a' + (rng.below(3) as u8), n));
+            }
+            _ => out.extend_from_slice(tokens[rng.below(tokens.len())].as_bytes()),
+        }
+    }
+}
+
+
+
+
+/// The LMTP session on arbitrary client input, fed in uneven pieces:
+/// every reply is well-formed, and no transaction exceeds the limits.
+pub fn lmtp_session(data: &[u8]) {
+    let limits = Limits {
+        max_message_size: 200,
+        max_recipients: 3,
+    };
+    let router = |rcpt: &str| {
+        if rcpt.starts_with("incoming+") {
+            Ok(Route {
+                recipient: rcpt.to_string(),
+                mailbox: 0,
+            })
+        } else {
+            Err(Outcome::UnknownRecipient)
+        }
+    };
+    let mut session = Session::new("fuzz.example", limits, router);
+    let step = 1 + data.first().map_or(0, |b| *b as usize % 13);
+    for chunk in data.chunks(step) {
+        for action in session.feed(chunk) {
+            match action {
+                Action::Send(bytes) => {
+                    assert!(bytes.ends_with(b"\r\n"));
+                    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                        assert!(line.len() >= 4 && line[..3].iter().all(u8::is_ascii_digit));
+                    }
+                }
+                Action::Deliver(t) => {
+                    assert!(t.message.len() <= 200 && !t.routes.is_empty() && t.routes.len() <= 3);
+                }
+                Action::Log(_) | Action::Close => {}
+            }
+        }
+    }
+}

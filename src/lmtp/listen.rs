@@ -1,0 +1,268 @@
+//! Listening sockets for the LMTP server: the configured `IP:PORT` and
+//! `unix:/path` entries, or the sockets systemd hands over by socket
+//! activation (`LISTEN_FDS`, used instead of the configured ones), and the
+//! readiness message to systemd (`NOTIFY_SOCKET`). Nothing here speaks LMTP.
+
+use crate::log;
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A listening socket.
+pub enum Listener {
+    /// `IP:PORT`.
+    Tcp(TcpListener),
+    /// `unix:/path`; `remove` is the socket file this process created and
+    /// removes again on exit (`None` for an inherited socket).
+    Unix {
+        /// The socket.
+        listener: UnixListener,
+        /// The file to remove when done.
+        remove: Option<PathBuf>,
+    },
+}
+
+/// A listening socket and the name it is logged by.
+pub struct Bound {
+    /// The socket.
+    pub listener: Listener,
+    /// `127.0.0.1:2424`, `unix:/run/x.sock`, with ` (systemd)` if inherited.
+    pub name: String,
+}
+
+/// An accepted connection.
+pub enum Stream {
+    /// Over TCP.
+    Tcp(TcpStream),
+    /// Over a unix socket.
+    Unix(UnixStream),
+}
+
+impl Bound {
+    /// Accepts one connection; returns it with a name for the peer.
+    pub fn accept(&self) -> io::Result<(Stream, String)> {
+        match &self.listener {
+            Listener::Tcp(l) => l.accept().map(|(s, a)| (Stream::Tcp(s), a.to_string())),
+            Listener::Unix { listener, .. } => listener
+                .accept()
+                .map(|(s, _)| (Stream::Unix(s), self.name.replace(" (systemd)", ""))),
+        }
+    }
+
+    /// The file descriptor, for poll(2).
+    pub fn fd(&self) -> RawFd {
+        match &self.listener {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Unix { listener, .. } => listener.as_raw_fd(),
+        }
+    }
+
+    /// Non-blocking accepts, so a connection that goes away between
+    /// poll(2) and accept(2) cannot stall the accept loop.
+    pub fn set_nonblocking(&self) -> io::Result<()> {
+        match &self.listener {
+            Listener::Tcp(l) => l.set_nonblocking(true),
+            Listener::Unix { listener, .. } => listener.set_nonblocking(true),
+        }
+    }
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        if let Listener::Unix {
+            remove: Some(path), ..
+        } = &self.listener
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Stream {
+    /// Blocking mode with read and write timeouts (`None` = wait forever).
+    pub fn configure(&self, read: Duration, write: Duration) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => {
+                s.set_nonblocking(false)?;
+                s.set_read_timeout(Some(read))?;
+                s.set_write_timeout(Some(write))
+            }
+            Stream::Unix(s) => {
+                s.set_nonblocking(false)?;
+                s.set_read_timeout(Some(read))?;
+                s.set_write_timeout(Some(write))
+            }
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Unix(s) => s.flush(),
+        }
+    }
+}
+
+/// The sockets to serve: systemd's when it passed some, else the
+/// configured `listen` entries (unix sockets get `socket_mode`).
+pub fn open(listen: &[String], socket_mode: u32) -> Result<Vec<Bound>, String> {
+    let inherited = inherited()?;
+    if !inherited.is_empty() {
+        return Ok(inherited);
+    }
+    listen.iter().map(|e| bind(e, socket_mode)).collect()
+}
+
+fn bind(entry: &str, mode: u32) -> Result<Bound, String> {
+    let fail = |e: io::Error| format!("cannot listen on {entry}: {e}");
+    let Some(path) = entry.strip_prefix("unix:") else {
+        let listener = TcpListener::bind(entry).map_err(fail)?;
+        // The real address: the port may have been 0 (chosen by the system).
+        let name = listener
+            .local_addr()
+            .map_or(entry.to_string(), |a| a.to_string());
+        return Ok(Bound {
+            listener: Listener::Tcp(listener),
+            name,
+        });
+    };
+    let path = Path::new(path);
+    remove_stale(path).map_err(|e| format!("cannot listen on {entry}: {e}"))?;
+    let listener = UnixListener::bind(path).map_err(fail)?;
+    let bound = Bound {
+        listener: Listener::Unix {
+            listener,
+            remove: Some(path.to_path_buf()),
+        },
+        name: entry.to_string(),
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot chmod {entry} to {mode:o}: {e}"))?;
+    Ok(bound)
+}
+
+/// Removes a socket file left by an earlier run; refuses to touch a file
+/// that is no socket, or a socket another server still answers on.
+fn remove_stale(path: &Path) -> Result<(), String> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.to_string()),
+        Ok(m) if !m.file_type().is_socket() => {
+            Err("the file exists and is not a socket; remove it or change listen".into())
+        }
+        Ok(_) if UnixStream::connect(path).is_ok() => {
+            Err("another server is listening there".into())
+        }
+        Ok(_) => std::fs::remove_file(path).map_err(|e| format!("removing the old socket: {e}")),
+    }
+}
+
+/// The listening sockets passed by systemd (sd_listen_fds(3)): file
+/// descriptors 3.. when `LISTEN_PID` is this process.
+fn inherited() -> Result<Vec<Bound>, String> {
+    let var = |name| std::env::var(name).ok();
+    let ours = var("LISTEN_PID").and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    let count = match var("LISTEN_FDS") {
+        Some(n) if ours => n
+            .parse::<RawFd>()
+            .ok()
+            .filter(|n| (0..=1024).contains(n))
+            .ok_or_else(|| format!("LISTEN_FDS={n} is not a number of sockets"))?,
+        _ => return Ok(Vec::new()),
+    };
+    (3..3 + count).map(adopt).collect()
+}
+
+/// Takes over inherited descriptor `fd`, which must be a listening socket.
+fn adopt(fd: RawFd) -> Result<Bound, String> {
+    let mut listening: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: plain system calls on a descriptor number, with pointers to
+    // live locals of the sizes given.
+    let ok = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut listening as *mut libc::c_int).cast(),
+            &mut len,
+        ) == 0
+            && libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) == 0
+    };
+    if !ok || listening == 0 {
+        return Err(format!(
+            "inherited file descriptor {fd} is not a listening socket (check the .socket unit)"
+        ));
+    }
+    // SAFETY: systemd passed this descriptor to this process (LISTEN_PID
+    // matched), it is open and a listening socket, and nothing else here
+    // owns it.
+    let tcp = unsafe { TcpListener::from_raw_fd(fd) };
+    if let Ok(addr) = tcp.local_addr() {
+        return Ok(Bound {
+            listener: Listener::Tcp(tcp),
+            name: format!("{addr} (systemd)"),
+        });
+    }
+    // SAFETY: as above; ownership moves back out of the TcpListener.
+    let unix = unsafe { UnixListener::from_raw_fd(tcp.into_raw_fd()) };
+    let name = match unix.local_addr() {
+        Ok(a) => match a.as_pathname() {
+            Some(p) => format!("unix:{} (systemd)", p.display()),
+            None => "unix socket (systemd)".to_string(),
+        },
+        Err(_) => {
+            return Err(format!(
+                "inherited file descriptor {fd} is neither a TCP nor a unix socket"
+            ))
+        }
+    };
+    Ok(Bound {
+        listener: Listener::Unix {
+            listener: unix,
+            remove: None,
+        },
+        name,
+    })
+}
+
+/// Tells systemd about a state change (`READY=1`, `STOPPING=1`) when it
+/// asked to be told (sd_notify(3)); does nothing otherwise.
+pub fn notify(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::SocketAddr;
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let addr = match path.as_bytes().strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name),
+        None => SocketAddr::from_pathname(&path),
+    };
+    let sent = addr.and_then(|a| UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &a));
+    if let Err(e) = sent {
+        log::warn(&format!("cannot tell systemd {state}: {e}"));
+    }
+}

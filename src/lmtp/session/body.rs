@@ -1,0 +1,129 @@
+//! The message part of a session: DATA bodies and BDAT chunks, and
+//! refusing a message that is too large (read to its end, then one reply
+//! per accepted recipient, in order, RFC 2033 §4.2).
+
+use super::*;
+
+impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
+    pub(super) fn data(&self, phase: Phase, out: &mut Out) -> State {
+        match phase {
+            Phase::Mail(envelope) if !envelope.routes.is_empty() => {
+                out.raw(format!("{START_INPUT} end data with <CR><LF>.<CR><LF>\r\n").as_bytes());
+                State::Data(envelope, DataBody::new(self.limits.max_message_size))
+            }
+            phase => {
+                out.reply(&bad_sequence(match phase {
+                    Phase::Mail(_) => "no valid recipients",
+                    Phase::Chunking(..) => "DATA after BDAT",
+                    Phase::Start | Phase::Idle => "need MAIL and RCPT before DATA",
+                }));
+                State::Commands(phase)
+            }
+        }
+    }
+
+    /// A BDAT command. Its chunk follows at once whatever the reply
+    /// (RFC 3030 §2), so a refused chunk is still read, then answered.
+    pub(super) fn bdat(&self, phase: Phase, size: usize, last: bool, out: &mut Out) -> State {
+        match phase {
+            Phase::Mail(envelope) if !envelope.routes.is_empty() => {
+                self.chunk(envelope, Vec::new(), size, last, out)
+            }
+            Phase::Chunking(envelope, message) => self.chunk(envelope, message, size, last, out),
+            phase => {
+                let why = match phase {
+                    Phase::Mail(_) => "no valid recipients",
+                    _ => "need MAIL and RCPT before BDAT",
+                };
+                discard(size, vec![bad_sequence(why)], phase, out)
+            }
+        }
+    }
+
+    fn chunk(
+        &self,
+        envelope: Envelope,
+        message: Vec<u8>,
+        size: usize,
+        last: bool,
+        out: &mut Out,
+    ) -> State {
+        if message.len().saturating_add(size) > self.limits.max_message_size {
+            let replies = self.refuse_too_large(&envelope, out);
+            // After the last chunk LMTP answers per recipient; a refused
+            // middle chunk gets one reply and ends the transaction.
+            let replies = if last { replies } else { replies[..1].to_vec() };
+            return discard(size, replies, Phase::Idle, out);
+        }
+        if size == 0 {
+            return self.end_chunk(envelope, message, last, out);
+        }
+        State::Chunk(envelope, message, BdatReceiver::new(size, last))
+    }
+
+    pub(super) fn end_chunk(
+        &self,
+        envelope: Envelope,
+        message: Vec<u8>,
+        last: bool,
+        out: &mut Out,
+    ) -> State {
+        if last {
+            out.push(Action::Deliver(Transaction {
+                sender: envelope.sender,
+                routes: envelope.routes,
+                message,
+            }));
+            return State::Commands(Phase::Idle);
+        }
+        let text = format!("{} octets received so far", message.len());
+        out.reply(&Reply::new(OK, E_OK, "").with_text(text));
+        State::Commands(Phase::Chunking(envelope, message))
+    }
+
+    pub(super) fn end_data(&self, envelope: Envelope, end: BodyEnd, out: &mut Out) -> State {
+        match end {
+            BodyEnd::Message(message) => out.push(Action::Deliver(Transaction {
+                sender: envelope.sender,
+                routes: envelope.routes,
+                message,
+            })),
+            BodyEnd::TooLarge => {
+                for reply in self.refuse_too_large(&envelope, out) {
+                    out.reply(&reply);
+                }
+            }
+        }
+        State::Commands(Phase::Idle)
+    }
+
+    /// Logs the refusal of an oversize message for each recipient and
+    /// returns their replies (one per recipient, never empty).
+    fn refuse_too_large(&self, envelope: &Envelope, out: &mut Out) -> Vec<Reply> {
+        let reply = Outcome::TooLarge.reply();
+        let mut replies = Vec::new();
+        for route in &envelope.routes {
+            out.push(Action::Log(format!(
+                "from=<{}>, to=<{}>, status=bounced ({reply}), size>{}",
+                printable(&envelope.sender),
+                printable(&route.recipient),
+                self.limits.max_message_size
+            )));
+            replies.push(reply.clone());
+        }
+        if replies.is_empty() {
+            replies.push(reply);
+        }
+        replies
+    }
+}
+
+/// Swallows a BDAT chunk of `size` bytes, then answers `replies` and goes
+/// on in `phase`.
+pub(super) fn discard(size: usize, replies: Vec<Reply>, phase: Phase, out: &mut Out) -> State {
+    if size == 0 {
+        replies.iter().for_each(|r| out.reply(r));
+        return State::Commands(phase);
+    }
+    State::Discard(DummyDataReceiver::new_bdat(size), replies, phase)
+}

@@ -1,0 +1,79 @@
+//! Small pieces of command handling: the verb of a line, numbers
+//! smtp-proto cannot read, and the replies for refused commands.
+
+use crate::reply::*;
+use smtp_proto::Error as ParseError;
+
+/// The command word of `line`, upper-cased.
+pub(super) fn verb(line: &[u8]) -> Vec<u8> {
+    line.iter()
+        .take_while(|b| !b.is_ascii_whitespace())
+        .take(16)
+        .map(u8::to_ascii_uppercase)
+        .collect()
+}
+
+/// True when `marker` (upper case) is followed by a number larger than
+/// any `usize`: smtp-proto 0.2.5 wraps such numbers around to small values
+/// instead of saturating, which would let `BDAT 99999999999999999999999`
+/// be read as a small chunk and put the session out of step.
+pub(super) fn absurd_number(line: &[u8], marker: &[u8]) -> bool {
+    let upper = line.to_ascii_uppercase();
+    let Some(at) = upper.windows(marker.len()).position(|w| w == marker) else {
+        return false;
+    };
+    let digits = upper[at + marker.len()..]
+        .iter()
+        .skip_while(|&&b| b == b'0')
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    digits > usize::MAX.ilog10() as usize + 1
+}
+
+pub(super) fn bad_sequence(text: &'static str) -> Reply {
+    Reply::new(BAD_SEQUENCE, E_INVALID_COMMAND, text)
+}
+
+pub(super) fn too_big(text: &'static str) -> Reply {
+    Reply::new(EXCEEDED_STORAGE, E_TOO_BIG, text)
+}
+
+pub(super) fn not_lmtp() -> Reply {
+    Reply::new(UNRECOGNIZED, E_INVALID_COMMAND, "this is LMTP: say LHLO")
+}
+
+pub(super) fn not_implemented() -> Reply {
+    Reply::new(
+        NOT_IMPLEMENTED,
+        E_INVALID_COMMAND,
+        "command not implemented",
+    )
+}
+
+/// The reply to a line smtp-proto could not parse.
+pub(super) fn parse_error(e: &ParseError) -> Reply {
+    match e {
+        ParseError::UnknownCommand => Reply::new(UNRECOGNIZED, E_SYNTAX, "unknown command"),
+        ParseError::InvalidSenderAddress => Reply::new(
+            BAD_ARGUMENTS,
+            E_BAD_SENDER_SYNTAX,
+            "bad sender address syntax",
+        ),
+        ParseError::InvalidRecipientAddress => Reply::new(
+            BAD_ARGUMENTS,
+            E_BAD_RCPT_SYNTAX,
+            "bad recipient address syntax",
+        ),
+        ParseError::UnsupportedParameter { .. } => {
+            Reply::new(PARAMS_NOT_RECOGNIZED, E_BAD_ARGS, "unsupported parameter")
+        }
+        ParseError::InvalidParameter { param } => Reply::new(BAD_ARGUMENTS, E_BAD_ARGS, "")
+            .with_text(format!("invalid {param} parameter")),
+        ParseError::SyntaxError { syntax } => {
+            Reply::new(BAD_ARGUMENTS, E_BAD_ARGS, "").with_text(format!("syntax: {syntax}"))
+        }
+        ParseError::NeedsMoreData { .. }
+        | ParseError::ResponseTooLong
+        | ParseError::InvalidResponse { .. } => Reply::new(UNRECOGNIZED, E_SYNTAX, "syntax error"),
+    }
+}

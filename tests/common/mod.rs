@@ -1,0 +1,348 @@
+//! Helpers shared by the integration tests: a temporary directory with
+//! secret files and a configuration ([`TestEnv`]), the GitLab stand-in
+//! process ([`StandIn`], in `standin.rs`), running the binary with bounded
+//! time ([`run`]), test certificates ([`tls_certificates`]) and bounded
+//! waiting ([`wait_until`]).
+//!
+//! Everything here is loopback-only and bounded: every wait has a deadline,
+//! every child process is killed when its owner is dropped. Nothing here
+//! asserts on timing.
+
+// Each test crate uses only some of these helpers.
+#![allow(dead_code)]
+
+mod json;
+mod run;
+mod standin;
+mod tls;
+
+// Not every test crate uses every re-export.
+#[allow(unused_imports)]
+pub use json::{parse_flat_json, Json};
+#[allow(unused_imports)]
+pub use run::{run, run_merged, wait_bounded, Run, RUN_LIMIT};
+#[allow(unused_imports)]
+pub use standin::{Body, Request, StandIn};
+#[allow(unused_imports)]
+pub use tls::{tls_certificates, Certificates};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use std::fs;
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A legacy reply key of GitLab's shape.
+pub const KEY: &str = "59d8df8370b7e95c5a49fbf86aeb2c93";
+/// The `incoming_email` address template written into test configurations.
+pub const INCOMING_TEMPLATE: &str = "incoming+%{key}@incoming.example.com";
+/// The `service_desk_email` address template written into test configurations.
+pub const SERVICE_DESK_TEMPLATE: &str = "contact+%{key}@incoming.example.com";
+/// A valid `incoming_email` recipient (reply key [`KEY`]).
+pub const INCOMING_RCPT: &str = "incoming+59d8df8370b7e95c5a49fbf86aeb2c93@incoming.example.com";
+/// The Service Desk key used with [`SERVICE_DESK_RCPT`].
+pub const SERVICE_DESK_KEY: &str = "grp-proj-20-issue-";
+/// A valid `service_desk_email` recipient.
+pub const SERVICE_DESK_RCPT: &str = "contact+grp-proj-20-issue-@incoming.example.com";
+/// A recipient in no configured mailbox.
+pub const UNKNOWN_RCPT: &str = "someone@elsewhere.example.org";
+
+/// The `gitlab-mailgate` binary Cargo built for these tests.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_gitlab-mailgate")
+}
+
+/// A file of the project, by its path relative to the project root.
+pub fn project_file(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// A simple test message (LF line endings, as Postfix's pipe(8) writes),
+/// with a distinct `Subject` so bodies can be told apart.
+pub fn message(subject: &str) -> Vec<u8> {
+    format!(
+        "From: Alice <alice@example.org>\n\
+         To: {INCOMING_RCPT}\n\
+         Subject: {subject}\n\
+         Message-ID: <{subject}.test@example.org>\n\
+         \n\
+         Hello GitLab.\n\
+         .leading dot stays\n"
+    )
+    .into_bytes()
+}
+
+/// Waits until `condition` holds, checking every 20 ms for at most
+/// `limit`; returns whether it held. Callers assert on the result, never
+/// on how long it took.
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A loopback TCP port that nothing listens on (bound once, then freed).
+pub fn unused_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}
+
+// ---------------------------------------------------------------------------
+// Temporary directories
+
+/// A directory under `std::env::temp_dir()`, removed on drop (kept when
+/// `GITLAB_MAILGATE_KEEP_TEST_DIRS` is set, for looking at a failure).
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates a new, empty directory with a unique name.
+    pub fn new() -> TempDir {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        for _ in 0..100 {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let path = std::env::temp_dir().join(format!(
+                "gitlab-mailgate-test-{}-{}-{nanos}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            ));
+            if fs::create_dir(&path).is_ok() {
+                return TempDir { path };
+            }
+        }
+        panic!("cannot create a temporary directory");
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("GITLAB_MAILGATE_KEEP_TEST_DIRS").is_none() {
+            let _ = fs::remove_dir_all(&self.path);
+        } else {
+            eprintln!("kept {}", self.path.display());
+        }
+    }
+}
+
+/// Writes `contents` to `path` with permission bits `mode` (exactly: the
+/// umask does not apply).
+pub fn write_file(path: &Path, contents: &[u8], mode: u32) {
+    let _ = fs::remove_file(path);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    f.write_all(contents).expect("write file");
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A new random secret as GitLab writes it: base64 of 32 bytes and `\n`.
+pub fn new_secret_text() -> String {
+    let mut key = [0u8; 32];
+    getrandom::getrandom(&mut key).expect("random bytes");
+    format!("{}\n", BASE64.encode(key))
+}
+
+// ---------------------------------------------------------------------------
+// Configuration
+
+/// The values a test configuration is written from.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `[gitlab] url`.
+    pub gitlab_url: String,
+    /// `[gitlab] timeout_secs`.
+    pub timeout_secs: u64,
+    /// `[limits] max_message_size`.
+    pub max_message_size: usize,
+    /// `[limits] deliver_deadline_secs`.
+    pub deadline_secs: u64,
+    /// `[lmtp] listen`.
+    pub lmtp_listen: Vec<String>,
+    /// Whether to write a `[service_desk_email]` section.
+    pub service_desk: bool,
+    /// Lines appended verbatim at the end (e.g. more `[lmtp]` keys, when
+    /// no `[lmtp]` table follows; or `ca_file`, via `gitlab_extra`).
+    pub extra: String,
+    /// Lines added inside `[gitlab]` (e.g. `ca_file = "…"`, `host = "…"`).
+    pub gitlab_extra: String,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            gitlab_url: format!("http://127.0.0.1:{}", unused_port()),
+            timeout_secs: 10,
+            max_message_size: 1024 * 1024,
+            deadline_secs: 60,
+            lmtp_listen: vec!["127.0.0.1:0".into()],
+            service_desk: true,
+            extra: String::new(),
+            gitlab_extra: String::new(),
+        }
+    }
+}
+
+/// A TOML basic string holding `s`.
+pub fn toml_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A temporary directory with two secret files (`incoming.secret`,
+/// `service_desk.secret`, mode 0600) and a configuration file written from
+/// [`Settings`] (log target stderr).
+pub struct TestEnv {
+    dir: TempDir,
+    /// The configuration file.
+    pub config: PathBuf,
+    /// The `incoming_email` secret file.
+    pub incoming_secret: PathBuf,
+    /// The `service_desk_email` secret file.
+    pub service_desk_secret: PathBuf,
+}
+
+impl TestEnv {
+    /// Creates the directory and the secrets, and writes a configuration
+    /// from `settings`.
+    pub fn new(settings: &Settings) -> TestEnv {
+        let dir = TempDir::new();
+        let incoming_secret = dir.path().join("incoming.secret");
+        let service_desk_secret = dir.path().join("service_desk.secret");
+        write_file(&incoming_secret, new_secret_text().as_bytes(), 0o600);
+        write_file(&service_desk_secret, new_secret_text().as_bytes(), 0o600);
+        let env = TestEnv {
+            config: dir.path().join("config.toml"),
+            dir,
+            incoming_secret,
+            service_desk_secret,
+        };
+        env.write_config(settings);
+        env
+    }
+
+    /// An environment with a stand-in in `mode`, and a configuration
+    /// pointing at it built by `adjust` from the defaults.
+    pub fn with_standin(mode: &str, adjust: impl FnOnce(&mut Settings)) -> (TestEnv, StandIn) {
+        let mut settings = Settings::default();
+        let env = TestEnv::new(&settings);
+        let standin = StandIn::start(&env, mode);
+        settings.gitlab_url = standin.url();
+        adjust(&mut settings);
+        env.write_config(&settings);
+        (env, standin)
+    }
+
+    /// The temporary directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The configuration text for `settings` (the same as [`write_config`]
+    /// writes).
+    pub fn config_text(&self, s: &Settings) -> String {
+        let mut text = format!(
+            "[gitlab]\nurl = {}\ntimeout_secs = {}\n{}\n\
+             [incoming_email]\naddress = {}\nsecret_file = {}\n\n",
+            toml_string(&s.gitlab_url),
+            s.timeout_secs,
+            s.gitlab_extra,
+            toml_string(INCOMING_TEMPLATE),
+            toml_string(&self.incoming_secret.to_string_lossy()),
+        );
+        if s.service_desk {
+            text += &format!(
+                "[service_desk_email]\naddress = {}\nsecret_file = {}\n\n",
+                toml_string(SERVICE_DESK_TEMPLATE),
+                toml_string(&self.service_desk_secret.to_string_lossy()),
+            );
+        }
+        let listen: Vec<String> = s.lmtp_listen.iter().map(|l| toml_string(l)).collect();
+        text += &format!(
+            "[limits]\nmax_message_size = {}\ndeliver_deadline_secs = {}\n\n\
+             [log]\ntarget = \"stderr\"\n\n[lmtp]\nlisten = [{}]\n{}\n",
+            s.max_message_size,
+            s.deadline_secs,
+            listen.join(", "),
+            s.extra,
+        );
+        text
+    }
+
+    /// (Re)writes the configuration file from `settings`.
+    pub fn write_config(&self, settings: &Settings) {
+        write_file(&self.config, self.config_text(settings).as_bytes(), 0o644);
+    }
+
+    /// The base64 text of both secrets, for checking that no output shows it.
+    pub fn secret_texts(&self) -> Vec<String> {
+        [&self.incoming_secret, &self.service_desk_secret]
+            .iter()
+            .filter_map(|p| fs::read_to_string(p).ok())
+            .map(|t| t.trim().to_string())
+            .collect()
+    }
+
+    /// Panics if `output` shows a secret's base64 text or a JWT (`eyJ`).
+    pub fn assert_no_secrets(&self, output: &[u8]) {
+        let text = String::from_utf8_lossy(output);
+        for secret in self.secret_texts() {
+            assert!(!text.contains(&secret), "a secret leaked into: {text}");
+            // Also a long piece of it, in case it was cut or wrapped.
+            assert!(
+                !text.contains(&secret[..16]),
+                "a secret leaked into: {text}"
+            );
+        }
+        assert!(!text.contains("eyJ"), "a token leaked into: {text}");
+    }
+
+    /// Runs `gitlab-mailgate deliver --config <config> ARGS...` with `stdin`,
+    /// stdout and stderr apart.
+    pub fn deliver(&self, args: &[&str], stdin: &[u8]) -> Run {
+        let run = run(&mut self.deliver_command(args), stdin);
+        self.assert_no_secrets(&run.stdout);
+        self.assert_no_secrets(&run.stderr);
+        run
+    }
+
+    /// Like [`deliver`](Self::deliver) with stderr sent into the same pipe as
+    /// stdout, as Postfix's pipe(8) reads them: `stdout` then holds both in
+    /// the order written, and `stderr` is empty.
+    pub fn deliver_merged(&self, args: &[&str], stdin: &[u8]) -> Run {
+        let run = run_merged(&mut self.deliver_command(args), stdin);
+        self.assert_no_secrets(&run.stdout);
+        run
+    }
+
+    fn deliver_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.arg("deliver")
+            .arg("--config")
+            .arg(&self.config)
+            .args(args);
+        cmd.env_remove("GITLAB_MAILGATE_CONFIG");
+        cmd
+    }
+}

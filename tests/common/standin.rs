@@ -1,0 +1,237 @@
+//! The GitLab stand-in (`tests/support/gitlab_standin.py`) as a child
+//! process: start it, switch its mode, read what it received.
+
+use super::json::{parse_flat_json, Json};
+use super::{project_file, wait_until, TestEnv};
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
+
+/// How long the stand-in may take to print its port or confirm a mode.
+const STANDIN_START_LIMIT: Duration = Duration::from_secs(20);
+
+/// One request the stand-in received (a line of its `requests.jsonl`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Sequence number, from 1, over all API requests.
+    pub seq: u64,
+    /// The mailbox in the URL.
+    pub mailbox: String,
+    /// The HTTP status answered, or `reset` / `hang`.
+    pub status: String,
+    /// Whether PyJWT verified the token with that mailbox's secret.
+    pub jwt_ok: bool,
+    /// The body's first line (our `Delivered-To:` line), without its end.
+    pub delivered_to: Option<String>,
+    /// Body bytes read.
+    pub length: Option<u64>,
+    /// The token's `nonce` claim, when the token was valid.
+    pub nonce: Option<String>,
+    /// The request's `Content-Type`.
+    pub content_type: Option<String>,
+}
+
+/// A body the stand-in accepted (answered 200).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Body {
+    /// The request's sequence number.
+    pub seq: u64,
+    /// The mailbox it was posted to.
+    pub mailbox: String,
+    /// The body, byte for byte.
+    pub bytes: Vec<u8>,
+}
+
+/// The GitLab stand-in (`tests/support/gitlab_standin.py`) running as a
+/// child process on a loopback port; killed on drop.
+pub struct StandIn {
+    child: Child,
+    control: Option<ChildStdin>,
+    lines: Receiver<String>,
+    port: u16,
+    out: PathBuf,
+    scheme: &'static str,
+}
+
+impl StandIn {
+    /// Starts a plain-http stand-in in `mode`, knowing both of `env`'s
+    /// secrets, recording into a new directory inside `env`.
+    pub fn start(env: &TestEnv, mode: &str) -> StandIn {
+        let secrets = [
+            ("incoming_email", env.incoming_secret.as_path()),
+            ("service_desk_email", env.service_desk_secret.as_path()),
+        ];
+        StandIn::spawn(&secrets, &env.dir().join("standin"), mode, None)
+    }
+
+    /// Starts a stand-in with the given `(mailbox, secret file)` pairs,
+    /// recording into `out`; https when `tls` gives `(certificate, key)`.
+    pub fn spawn(
+        secrets: &[(&str, &Path)],
+        out: &Path,
+        mode: &str,
+        tls: Option<(&Path, &Path)>,
+    ) -> StandIn {
+        fs::create_dir_all(out).expect("create the stand-in's directory");
+        let log = fs::File::create(out.join("standin.log")).expect("stand-in log");
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.arg(project_file("tests/support/gitlab_standin.py"))
+            .arg("--out")
+            .arg(out)
+            .arg("--mode")
+            .arg(mode)
+            .arg("--control-stdin");
+        for (mailbox, path) in secrets {
+            cmd.arg("--secret")
+                .arg(format!("{mailbox}={}", path.display()));
+        }
+        if let Some((cert, key)) = tls {
+            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        let mut child = cmd
+            .spawn()
+            .expect("start /usr/bin/python3 gitlab_standin.py");
+        let stdout = child.stdout.take().expect("stand-in stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut standin = StandIn {
+            control: child.stdin.take(),
+            child,
+            lines,
+            port: 0,
+            out: out.to_path_buf(),
+            scheme: if tls.is_some() { "https" } else { "http" },
+        };
+        let first = standin.next_line(STANDIN_START_LIMIT);
+        standin.port = first
+            .as_deref()
+            .and_then(|l| l.strip_prefix("PORT "))
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "the stand-in did not start ({first:?}); its log:\n{}",
+                    standin.log()
+                )
+            });
+        standin
+    }
+
+    fn next_line(&self, limit: Duration) -> Option<String> {
+        self.lines.recv_timeout(limit).ok()
+    }
+
+    /// The base URL to put in `[gitlab] url`.
+    pub fn url(&self) -> String {
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Switches the mode (e.g. `"ok"`, `"500"`, `"hang"`, `"500,ok"`);
+    /// returns once the stand-in confirmed it.
+    pub fn set_mode(&mut self, mode: &str) {
+        let control = self.control.as_mut().expect("control channel");
+        writeln!(control, "mode {mode}").expect("write to the stand-in");
+        control.flush().expect("flush the stand-in's stdin");
+        let reply = self.next_line(STANDIN_START_LIMIT);
+        assert!(
+            reply.as_deref().is_some_and(|r| r.starts_with("MODE ")),
+            "the stand-in refused mode {mode:?}: {reply:?}"
+        );
+    }
+
+    /// The requests received so far, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        let text = fs::read_to_string(self.out.join("requests.jsonl")).unwrap_or_default();
+        let mut requests: Vec<Request> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| parse_request(l).unwrap_or_else(|e| panic!("requests.jsonl: {e}: {l}")))
+            .collect();
+        requests.sort_by_key(|r| r.seq);
+        requests
+    }
+
+    /// Waits (bounded by `limit`) until at least `n` requests were
+    /// recorded, and returns them all.
+    pub fn wait_requests(&self, n: usize, limit: Duration) -> Vec<Request> {
+        wait_until(limit, || self.requests().len() >= n);
+        self.requests()
+    }
+
+    /// The accepted bodies, in order of their sequence numbers.
+    pub fn bodies(&self) -> Vec<Body> {
+        let mut bodies: Vec<Body> = fs::read_dir(&self.out)
+            .expect("read the stand-in's directory")
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let (seq, mailbox) = name.strip_suffix(".eml")?.split_once('-')?;
+                Some(Body {
+                    seq: seq.parse().ok()?,
+                    mailbox: mailbox.to_string(),
+                    bytes: fs::read(entry.path()).ok()?,
+                })
+            })
+            .collect();
+        bodies.sort_by_key(|b| b.seq);
+        bodies
+    }
+
+    /// The stand-in's own log (request lines, errors; never tokens).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.out.join("standin.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        // Closing the control channel stops it; kill in case it is stuck.
+        drop(self.control.take());
+        let stopped = wait_until(Duration::from_secs(2), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        });
+        if !stopped {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_request(line: &str) -> Result<Request, String> {
+    let map = parse_flat_json(line)?;
+    let text = |k: &str| match map.get(k) {
+        Some(Json::Str(s)) => Some(s.clone()),
+        Some(Json::Num(n)) => Some(format!("{n}")),
+        _ => None,
+    };
+    let number = |k: &str| match map.get(k) {
+        Some(Json::Num(n)) => Some(*n as u64),
+        _ => None,
+    };
+    Ok(Request {
+        seq: number("seq").ok_or("no seq")?,
+        mailbox: text("mailbox").ok_or("no mailbox")?,
+        status: text("status").unwrap_or_default(),
+        jwt_ok: map.get("jwt_ok") == Some(&Json::Bool(true)),
+        delivered_to: text("delivered_to"),
+        length: number("length"),
+        nonce: text("nonce"),
+        content_type: text("content_type"),
+    })
+}

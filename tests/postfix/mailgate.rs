@@ -1,0 +1,273 @@
+//! gitlab-mailgate's side of the end-to-end tests: the system user Postfix
+//! runs the pipe command as, a directory with the binary, secrets and
+//! config that user can read, and the LMTP server as a child process.
+//!
+//! Files are laid out the way the package expects them: secrets and config
+//! `root:gitlab-mailgate 0640`, the binary world-executable. The binary is
+//! copied out of target/ so the test does not depend on the checkout's
+//! parent directories being searchable by other users.
+
+use crate::harness::run;
+use std::fs;
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The system user the pipe command and the LMTP server run as.
+pub const USER: &str = "gitlab-mailgate";
+
+/// A test's private directory; removed on drop unless the test failed.
+pub struct Env {
+    /// The directory (mode 0755).
+    pub dir: PathBuf,
+    /// The copied gitlab-mailgate binary.
+    pub bin: PathBuf,
+    /// The configuration file.
+    pub config: PathBuf,
+    /// The `incoming_email` secret file.
+    pub incoming_secret: PathBuf,
+    /// The `service_desk_email` secret file.
+    pub service_desk_secret: PathBuf,
+    /// Where `serve` creates its unix socket.
+    pub lmtp_socket: PathBuf,
+    /// The TCP port `serve` listens on.
+    pub lmtp_port: u16,
+    /// The port the GitLab stand-in must listen on (the config's URL).
+    pub gitlab_port: u16,
+    uid: u32,
+    gid: u32,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl Env {
+    /// Creates the user if needed and the directory with binary, secrets
+    /// and a configuration pointing at GitLab on [`Env::gitlab_port`].
+    pub fn new() -> Env {
+        let (uid, gid) = ensure_user();
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "gitlab-mailgate-postfix-{}-{n}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create test dir");
+        set_mode(&dir, 0o755);
+        if let Err(d) = crate::harness::searchable_by_others(&dir) {
+            panic!(
+                "{} is not searchable by other users: the pipe user could not reach {}",
+                d.display(),
+                dir.display()
+            );
+        }
+
+        let bin = dir.join("gitlab-mailgate");
+        fs::copy(env!("CARGO_BIN_EXE_gitlab-mailgate"), &bin).expect("copy the binary");
+        set_mode(&bin, 0o755);
+
+        let run_dir = dir.join("run");
+        fs::create_dir_all(&run_dir).expect("create run dir");
+        set_mode(&run_dir, 0o755);
+        chown(&run_dir, Some(uid), Some(gid)).expect("chown run dir");
+
+        let env = Env {
+            incoming_secret: dir.join("incoming_secret"),
+            service_desk_secret: dir.join("service_desk_secret"),
+            config: dir.join("config.toml"),
+            lmtp_socket: run_dir.join("lmtp.sock"),
+            lmtp_port: free_port(),
+            gitlab_port: free_port(),
+            dir,
+            bin,
+            uid,
+            gid,
+        };
+        for path in [&env.incoming_secret, &env.service_desk_secret] {
+            env.write_private(path, &crate::common::new_secret_text());
+        }
+        env.write_private(&env.config, &env.config_text());
+        env
+    }
+
+    /// Writes `path` as `root:gitlab-mailgate 0640`.
+    fn write_private(&self, path: &Path, text: &str) {
+        fs::write(path, text).expect("write file");
+        chown(path, Some(0), Some(self.gid)).expect("chown root:gitlab-mailgate");
+        set_mode(path, 0o640);
+    }
+
+    fn config_text(&self) -> String {
+        format!(
+            r#"# gitlab-mailgate configuration for the Postfix end-to-end tests
+[gitlab]
+url = "http://127.0.0.1:{gitlab_port}"
+timeout_secs = 10
+
+[incoming_email]
+address = "incoming+%{{key}}@{domain}"
+secret_file = "{incoming}"
+
+[service_desk_email]
+address = "contact+%{{key}}@{domain}"
+secret_file = "{sd}"
+
+[limits]
+deliver_deadline_secs = 30
+
+[lmtp]
+listen = ["127.0.0.1:{port}", "unix:{socket}"]
+socket_mode = "0666"
+
+[log]
+target = "stderr"
+"#,
+            gitlab_port = self.gitlab_port,
+            domain = crate::harness::DOMAIN,
+            incoming = self.incoming_secret.display(),
+            sd = self.service_desk_secret.display(),
+            port = self.lmtp_port,
+            socket = self.lmtp_socket.display(),
+        )
+    }
+
+    /// The stand-in's `--secret` arguments.
+    pub fn secrets(&self) -> [(&str, &Path); 2] {
+        [
+            ("incoming_email", self.incoming_secret.as_path()),
+            ("service_desk_email", self.service_desk_secret.as_path()),
+        ]
+    }
+
+    /// Starts `gitlab-mailgate serve` as the system user and waits until
+    /// both its TCP port and its unix socket accept connections.
+    pub fn serve(&self) -> Serve {
+        let log = self.dir.join("serve.log");
+        let stderr = fs::File::create(&log).expect("create serve.log");
+        let child = Command::new(&self.bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .uid(self.uid)
+            .gid(self.gid)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start gitlab-mailgate serve");
+        let mut serve = Serve { child, log };
+        let start = Instant::now();
+        loop {
+            let tcp = std::net::TcpStream::connect(("127.0.0.1", self.lmtp_port)).is_ok();
+            let unix = std::os::unix::net::UnixStream::connect(&self.lmtp_socket).is_ok();
+            if tcp && unix {
+                return serve;
+            }
+            if let Ok(Some(status)) = serve.child.try_wait() {
+                panic!(
+                    "gitlab-mailgate serve exited ({status}) before listening:\n{}",
+                    serve.log_text()
+                );
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                panic!(
+                    "gitlab-mailgate serve is not listening on 127.0.0.1:{} and {} after 20 s:\n{}",
+                    self.lmtp_port,
+                    self.lmtp_socket.display(),
+                    serve.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("kept {} for inspection", self.dir.display());
+        }
+    }
+}
+
+/// A running `gitlab-mailgate serve`; stopped with SIGTERM on drop.
+pub struct Serve {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Serve {
+    /// What the server logged so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        // SIGTERM, the way systemd stops it: a graceful drain.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The uid and gid of [`USER`], created as a system user when absent (the
+/// package's postinst does the same).
+fn ensure_user() -> (u32, u32) {
+    let id = |flag: &str| {
+        Command::new("id")
+            .args([flag, USER])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+    };
+    if id("-u").is_none() {
+        run(
+            "/usr/sbin/useradd",
+            &[
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                USER,
+            ],
+        );
+    }
+    match (id("-u"), id("-g")) {
+        (Some(u), Some(g)) => (u, g),
+        _ => panic!("cannot find or create the user {USER}"),
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A TCP port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("find a free port")
+}
