@@ -10,10 +10,19 @@ use gitlab_mailgate::fuzzing;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let which = args.get(1).map_or("all", String::as_str);
-    let cases: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
-    let seed: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(0x9e37_79b9_7f4a_7c15);
+    let cases: u64 = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let seed: u64 = args
+        .get(3)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x9e37_79b9_7f4a_7c15);
     let mut ran_any = false;
-    for target in fuzzing::TARGETS.iter().filter(|t| which == "all" || which == t.name) {
+    for target in fuzzing::TARGETS
+        .iter()
+        .filter(|t| which == "all" || which == t.name)
+    {
         ran_any = true;
         let name = target.name;
         let started = std::time::Instant::now();

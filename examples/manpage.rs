@@ -48,8 +48,10 @@ fn write_page(out_dir: &std::path::Path) -> std::io::Result<PathBuf> {
     man.render_name_section(&mut page)?;
     man.render_synopsis_section(&mut page)?;
     let mut roff = Roff::new();
-    // No hyphenation: names like gitlab-mailgate.socket must stay whole.
+    // No hyphenation and no justification: paths and unit names stay whole
+    // and readable.
     roff.control("nh", []);
+    roff.control("ad", ["l"]);
     description(&mut roff);
     roff.to_writer(&mut page)?;
     man.render_options_section(&mut page)?;
@@ -364,6 +366,11 @@ fn files(roff: &mut Roff) {
         (
             "/run/gitlab-mailgate/lmtp.sock",
             "The LMTP socket of gitlab-mailgate.socket, group postfix, mode 0660.",
+        ),
+        (
+            "/run/gitlab-mailgate/server/",
+            "Where gitlab-mailgate.service may create unix sockets of its own ([lmtp] \
+             listen = [\"unix:/run/gitlab-mailgate/server/lmtp.sock\"]).",
         ),
         (
             "/usr/lib/systemd/system/gitlab-mailgate.service",

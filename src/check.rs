@@ -197,9 +197,15 @@ mod tests {
 
     #[test]
     fn parses_http_dates() {
-        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784111777));
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784111777)
+        );
         assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(parse_http_date("Thu, 26 Nov 2026 06:50:00 GMT"), Some(1795675800));
+        assert_eq!(
+            parse_http_date("Thu, 26 Nov 2026 06:50:00 GMT"),
+            Some(1795675800)
+        );
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 PST"), None);
         assert_eq!(parse_http_date("garbage"), None);
     }

@@ -77,7 +77,8 @@ pub struct Lmtp {
     pub max_connections: usize,
     /// Recipients per transaction; more get `452`.
     pub max_recipients: usize,
-    /// A client silent this long is disconnected.
+    /// A client that completes no command and sends no message bytes
+    /// this long is disconnected (trickling a command does not count).
     pub idle_timeout: Duration,
     /// On SIGTERM, how long transactions in flight may take to finish.
     pub shutdown_grace: Duration,

@@ -11,8 +11,8 @@ use crate::deliver::route;
 use crate::deliver::Route;
 use crate::key::{self, Mailbox as Kind};
 use crate::lmtp::session::{Action, Limits, Session};
-use crate::outcome::Outcome;
 use crate::message::Headers;
+use crate::outcome::Outcome;
 use std::path::PathBuf;
 
 /// Splits the input at the first LF: a template line and the rest.
@@ -73,9 +73,21 @@ pub struct Target {
 
 /// Every target.
 pub const TARGETS: [Target; 3] = [
-    Target { name: "route", tokens: ROUTE_TOKENS, entry: route_recipient },
-    Target { name: "header", tokens: HEADER_TOKENS, entry: header_key },
-    Target { name: "lmtp", tokens: LMTP_TOKENS, entry: lmtp_session },
+    Target {
+        name: "route",
+        tokens: ROUTE_TOKENS,
+        entry: route_recipient,
+    },
+    Target {
+        name: "header",
+        tokens: HEADER_TOKENS,
+        entry: header_key,
+    },
+    Target {
+        name: "lmtp",
+        tokens: LMTP_TOKENS,
+        entry: lmtp_session,
+    },
 ];
 
 /// Runs `target` on `cases` generated inputs from `seed`. Returns the
@@ -107,24 +119,99 @@ impl Rng {
 }
 
 const ROUTE_TOKENS: &[&str] = &[
-    "incoming", "+", "-", "%{key}", "@", "in.example", "IN.EXAMPLE", "\n", "<", ">", "/", "..",
-    "%", "\"", " ", "\r", "issue", "-issue-", "-merge-request", "unsubscribe", "42",
-    "59d8df8370b7e95c5a49fbf86aeb2c93", "b7-0123456789abcdefghijklmno", "grp-proj", "\u{e9}", "\0",
+    "incoming",
+    "+",
+    "-",
+    "%{key}",
+    "@",
+    "in.example",
+    "IN.EXAMPLE",
+    "\n",
+    "<",
+    ">",
+    "/",
+    "..",
+    "%",
+    "\"",
+    " ",
+    "\r",
+    "issue",
+    "-issue-",
+    "-merge-request",
+    "unsubscribe",
+    "42",
+    "59d8df8370b7e95c5a49fbf86aeb2c93",
+    "b7-0123456789abcdefghijklmno",
+    "grp-proj",
+    "\u{e9}",
+    "\0",
 ];
 
 const HEADER_TOKENS: &[&str] = &[
-    "To: ", "Cc: ", "References: ", "Delivered-To: ", "Envelope-To: ", "X-Envelope-To: ",
-    "Received: from x by y with LMTP id 4Abc; ", " for <", "Message-ID: <", "reply-", "@gitlab.example",
-    "incoming+", "@in.example", ">", ",", "\"", "\r\n", "\n", "\r\n ", "\r\n\r\n", "=?utf-8?b?", "?=",
-    "Subject: x", ":", "<>", "\u{fc}", "\0", "Content-Type: multipart/mixed; boundary=b\r\n", "--b\r\n",
+    "To: ",
+    "Cc: ",
+    "References: ",
+    "Delivered-To: ",
+    "Envelope-To: ",
+    "X-Envelope-To: ",
+    "Received: from x by y with LMTP id 4Abc; ",
+    " for <",
+    "Message-ID: <",
+    "reply-",
+    "@gitlab.example",
+    "incoming+",
+    "@in.example",
+    ">",
+    ",",
+    "\"",
+    "\r\n",
+    "\n",
+    "\r\n ",
+    "\r\n\r\n",
+    "=?utf-8?b?",
+    "?=",
+    "Subject: x",
+    ":",
+    "<>",
+    "\u{fc}",
+    "\0",
+    "Content-Type: multipart/mixed; boundary=b\r\n",
+    "--b\r\n",
 ];
 
 const LMTP_TOKENS: &[&str] = &[
-    "LHLO x\r\n", "EHLO x\r\n", "HELO x\r\n", "MAIL FROM:<a@b>\r\n", "MAIL FROM:<>\r\n",
-    "MAIL FROM:<a@b> SIZE=", "99999999999", "100", "RCPT TO:<incoming+59d8df8370b7e95c5a49fbf86aeb2c93@in.example>\r\n",
-    "RCPT TO:<nobody@in.example>\r\n", "RCPT TO:<", "DATA\r\n", "BDAT ", " LAST", "\r\n", ".\r\n",
-    "..x\r\n", "Subject: y\r\n\r\nbody\r\n", "RSET\r\n", "NOOP\r\n", "QUIT\r\n", "VRFY x\r\n",
-    "AUTH PLAIN\r\n", "STARTTLS\r\n", "\n", "\r", "\0", "x", " ", ":", "<", ">",
+    "LHLO x\r\n",
+    "EHLO x\r\n",
+    "HELO x\r\n",
+    "MAIL FROM:<a@b>\r\n",
+    "MAIL FROM:<>\r\n",
+    "MAIL FROM:<a@b> SIZE=",
+    "99999999999",
+    "100",
+    "RCPT TO:<incoming+59d8df8370b7e95c5a49fbf86aeb2c93@in.example>\r\n",
+    "RCPT TO:<nobody@in.example>\r\n",
+    "RCPT TO:<",
+    "DATA\r\n",
+    "BDAT ",
+    " LAST",
+    "\r\n",
+    ".\r\n",
+    "..x\r\n",
+    "Subject: y\r\n\r\nbody\r\n",
+    "RSET\r\n",
+    "NOOP\r\n",
+    "QUIT\r\n",
+    "VRFY x\r\n",
+    "AUTH PLAIN\r\n",
+    "STARTTLS\r\n",
+    "\n",
+    "\r",
+    "\0",
+    "x",
+    " ",
+    ":",
+    "<",
+    ">",
 ];
 
 fn generate(rng: &mut Rng, tokens: &[&str], out: &mut Vec<u8>) {
@@ -145,9 +232,6 @@ fn generate(rng: &mut Rng, tokens: &[&str], out: &mut Vec<u8>) {
         }
     }
 }
-
-
-
 
 /// The LMTP session on arbitrary client input, fed in uneven pieces:
 /// every reply is well-formed, and no transaction exceeds the limits.

@@ -32,7 +32,11 @@ fn fails_when_gitlab_is_down_or_the_route_is_missing() {
     let env = TestEnv::new(&Settings::default());
     let out = check(&env);
     assert_eq!(out.code, Some(1));
-    assert!(out.out().contains("FAIL") && out.out().contains("cannot reach GitLab"), "{}", out.out());
+    assert!(
+        out.out().contains("FAIL") && out.out().contains("cannot reach GitLab"),
+        "{}",
+        out.out()
+    );
 
     let (env, _standin) = TestEnv::with_standin("404", |_| {});
     let out = check(&env);
@@ -49,7 +53,10 @@ fn fails_on_a_group_writable_secret_and_names_the_line() {
     assert_eq!(out.code, Some(1));
     let text = out.out();
     assert!(text.starts_with("FAIL"), "{text}");
-    assert!(text.contains("config.toml:") && text.contains("chmod 0640"), "{text}");
+    assert!(
+        text.contains("config.toml:") && text.contains("chmod 0640"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -60,5 +67,8 @@ fn warns_when_the_incoming_domain_is_gitlabs_own() {
     let out = check(&env);
     let text = out.out();
     assert_eq!(out.code, Some(0), "{text}");
-    assert!(text.contains("warn") && text.contains("dedicated"), "{text}");
+    assert!(
+        text.contains("warn") && text.contains("dedicated"),
+        "{text}"
+    );
 }

@@ -7,7 +7,11 @@ use gitlab_mailgate::fuzzing::{run, TARGETS};
 fn no_generated_input_panics() {
     for target in &TARGETS {
         if let Err(input) = run(target, 20_000, 0x5eed) {
-            panic!("{} panicked on {:?}", target.name, String::from_utf8_lossy(&input));
+            panic!(
+                "{} panicked on {:?}",
+                target.name,
+                String::from_utf8_lossy(&input)
+            );
         }
         println!("{}: 20000 cases, 0 panics", target.name);
     }

@@ -7,7 +7,7 @@
 //! stay with the caller. Neither ever holds more than its limit (plus
 //! [`DATA_STEP`] for a body), whatever the client sends.
 
-use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver};
+use smtp_proto::request::receiver::DataReceiver;
 
 /// Longest command line accepted, line ending included (smtp-proto uses
 /// the same number, but only for lines that arrive in several reads).
@@ -95,20 +95,47 @@ pub enum DataBody {
         limit: usize,
     },
     /// Over the limit: reading to the final dot and keeping nothing.
-    Dropping(DummyDataReceiver),
+    Dropping(Dropped),
+}
+
+/// What is left of a body that went over the limit: the receiver, and
+/// the last [`TAIL`] bytes it produced, to tell a strict end by (see
+/// [`strict_end`]).
+pub struct Dropped {
+    receiver: DataReceiver,
+    tail: Vec<u8>,
+}
+
+/// Bytes kept of a dropped body: [`strict_end`] looks at two, and the
+/// receiver may take back one (a CR it held) when the body ends.
+const TAIL: usize = 3;
+
+/// A receiver that is at the start of a line.
+fn line_start_receiver() -> DataReceiver {
+    let mut receiver = DataReceiver::new();
+    // smtp-proto 0.2.5 does not treat the start of the body as the
+    // start of a line: an empty message (`.CRLF` at once) would never
+    // end and a leading `..x` would keep both dots. Showing it a CRLF
+    // (into a scratch buffer) puts it at the start of a line.
+    receiver.ingest(&mut b"\r\n".iter(), &mut Vec::new());
+    receiver
+}
+
+/// Whether the body the receiver just ended really ended with
+/// `CRLF.CRLF`. smtp-proto 0.2.5 also ends it at `CRLF.` followed by
+/// several CRs and an LF, which would let a client smuggle commands in a
+/// message (SMTP smuggling). It drops the dot and the final CR LF, so after
+/// a strict end the output ends with the CRLF before the dot (or is empty,
+/// at the very start); after `CRLF.CR CR… LF` it ends with a CR.
+fn strict_end(output: &[u8]) -> bool {
+    output.is_empty() || output.ends_with(b"\r\n")
 }
 
 impl DataBody {
     /// Starts a body that may be at most `limit` bytes long.
     pub fn new(limit: usize) -> DataBody {
-        let mut receiver = DataReceiver::new();
-        // smtp-proto 0.2.5 does not treat the start of the body as the
-        // start of a line: an empty message (`.CRLF` at once) would never
-        // end and a leading `..x` would keep both dots. Showing it a CRLF
-        // (into a scratch buffer) puts it at the start of a line.
-        receiver.ingest(&mut b"\r\n".iter(), &mut Vec::new());
         DataBody::Keeping {
-            receiver,
+            receiver: line_start_receiver(),
             message: Vec::new(),
             limit,
         }
@@ -120,19 +147,23 @@ impl DataBody {
     pub fn ingest(&mut self, input: &[u8]) -> (usize, Option<BodyEnd>) {
         let mut used = 0;
         while used < input.len() {
+            let step = &input[used..input.len().min(used + DATA_STEP)];
             match self {
                 DataBody::Keeping {
                     receiver,
                     message,
                     limit,
                 } => {
-                    let step = &input[used..input.len().min(used + DATA_STEP)];
                     let (n, done) = consume(step, |it| receiver.ingest(it, message));
                     used += n;
-                    if done && message.len() > *limit {
+                    if done && !strict_end(message) {
+                        // Not the end: that line was `.CR…CR LF`, content.
+                        // Give back the CR LF the receiver took, go on.
+                        message.extend_from_slice(b"\r\n");
+                        *receiver = line_start_receiver();
+                    } else if done && message.len() > *limit {
                         return (used, Some(BodyEnd::TooLarge));
-                    }
-                    if done {
+                    } else if done {
                         return (used, Some(BodyEnd::Message(std::mem::take(message))));
                     }
                     // The receiver holds the CR after a line-start dot until
@@ -140,14 +171,24 @@ impl DataBody {
                     // byte of slack, or a message of exactly the limit
                     // would be dropped when it comes byte by byte.
                     if message.len() > limit.saturating_add(1) {
-                        *self = DataBody::Dropping(DummyDataReceiver::new_data(receiver));
+                        let tail = message[message.len().saturating_sub(TAIL)..].to_vec();
+                        let receiver = std::mem::replace(receiver, DataReceiver::new());
+                        *self = DataBody::Dropping(Dropped { receiver, tail });
                     }
                 }
-                DataBody::Dropping(receiver) => {
-                    let (n, done) = consume(&input[used..], |it| receiver.ingest(it));
+                DataBody::Dropping(Dropped { receiver, tail }) => {
+                    let (n, done) = consume(step, |it| receiver.ingest(it, tail));
                     used += n;
-                    if done {
+                    if done && strict_end(tail) {
                         return (used, Some(BodyEnd::TooLarge));
+                    }
+                    if done {
+                        *receiver = line_start_receiver();
+                    }
+                    let old = tail.len().saturating_sub(TAIL);
+                    tail.drain(..old);
+                    if done {
+                        tail.extend_from_slice(b"\r\n");
                     }
                 }
             }
@@ -215,6 +256,42 @@ mod tests {
         // follows it, but only CRLF.CRLF ends the body.
         let (end, _) = body(&[b"a\n.\nb\r\n.\n\r\n.\r\n"], 100);
         assert_eq!(end, message(b"a\n.\nb\r\n\n\r\n"));
+    }
+
+    #[test]
+    fn dot_then_several_crs_does_not_end_data() {
+        // smtp-proto alone would end at `CRLF.CRCRLF` (SMTP smuggling).
+        let (end, rest) = body(&[b"a\r\n.\r\r\nMAIL\r\n.\r\nNOOP"], 100);
+        assert_eq!(end, message(b"a\r\n\r\r\nMAIL\r\n"));
+        assert_eq!(rest, b"NOOP");
+        let (end, _) = body(&[b".\r\r\r\n", b"x\r\n.", b"\r", b"\n"], 100);
+        assert_eq!(end, message(b"\r\r\r\nx\r\n"));
+    }
+
+    #[test]
+    fn a_dropped_body_ends_only_at_crlf_dot_crlf_too() {
+        let big = vec![b'x'; 2 * DATA_STEP];
+        for pieces in [
+            vec![&b"\r\n.\r\r\nMAIL\r\n.\r\nNOOP"[..]],
+            vec![b"\r\n.\r", b"\r", b"\nMAIL\r\n.", b"\r", b"\nNOOP"],
+        ] {
+            let mut b = DataBody::new(10);
+            assert_eq!(b.ingest(&big), (big.len(), None));
+            let mut chunks = vec![&big[..0]];
+            chunks.extend(pieces);
+            let (mut used, mut end) = (0, None);
+            for c in &chunks {
+                assert!(end.is_none());
+                (used, end) = b.ingest(c);
+            }
+            assert_eq!(end, Some(BodyEnd::TooLarge));
+            assert_eq!(&chunks.last().unwrap()[used..], b"NOOP");
+        }
+        // Split right after the dot's CR: still a strict end.
+        let mut b = DataBody::new(10);
+        b.ingest(&big);
+        assert_eq!(b.ingest(b"\r\n.\r"), (4, None));
+        assert_eq!(b.ingest(b"\nX"), (1, Some(BodyEnd::TooLarge)));
     }
 
     #[test]

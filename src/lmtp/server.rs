@@ -3,9 +3,11 @@
 //! a [`Session`] and hands finished messages to the delivery core.
 //!
 //! Limits: `max_connections` at once (more get `421 4.3.2`), `idle_timeout`
-//! of silence (then `421 4.4.2`). On SIGTERM or SIGINT it stops accepting,
-//! lets transactions in flight finish for up to `shutdown_grace`, answers
-//! `421 4.3.2` to the others and exits 0; a second signal exits at once.
+//! without progress — no command completed, no message bytes — (then
+//! `421 4.4.2`), so a client trickling a command byte by byte is dropped.
+//! On SIGTERM or SIGINT it stops accepting, lets transactions in flight
+//! finish for up to `shutdown_grace`, answers `421 4.3.2` to the others
+//! and exits 0; a second signal exits at once.
 //! A connection that drops in the middle of a message posts nothing.
 
 use super::listen::{self, Bound, Stream};
@@ -234,7 +236,12 @@ fn converse(stream: &mut Stream, peer: &str, server: &Server) -> usize {
                 return messages;
             }
         };
-        for action in session.feed(&buf[..n]) {
+        let actions = session.feed(&buf[..n]);
+        // The idle clock restarts on progress only: a command answered or
+        // message bytes read. Bytes of a command line that never ends do
+        // not count, or one byte a second would hold the connection forever.
+        let progress = !actions.is_empty() || session.reading_message();
+        for action in actions {
             match action {
                 Action::Send(bytes) => out.extend_from_slice(&bytes),
                 Action::Log(text) => log::info(&text),
@@ -260,7 +267,9 @@ fn converse(stream: &mut Stream, peer: &str, server: &Server) -> usize {
         if send(stream, &mut out).is_err() {
             return messages;
         }
-        last_input = Instant::now();
+        if progress {
+            last_input = Instant::now();
+        }
     }
 }
 

@@ -216,8 +216,13 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
     /// Answers one command line.
     fn command(&self, phase: Phase, line: &[u8], out: &mut Out) -> State {
         let same = |phase| State::Commands(phase);
-        if line.contains(&0) {
-            out.reply(&Reply::new(UNRECOGNIZED, E_SYNTAX, "NUL in command"));
+        // No NUL, and no CR but the one before the LF: smtp-proto skips a
+        // stray CR, so `RCPT TO:<a<CR>b@x>` would quietly become `ab@x`.
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if text.iter().any(|&b| b == 0 || b == b'\r') {
+            let reply = Reply::new(UNRECOGNIZED, E_SYNTAX, "NUL or bare CR in command");
+            out.reply(&reply);
             return same(phase);
         }
         match verb(line).as_slice() {

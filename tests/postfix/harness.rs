@@ -10,7 +10,7 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -194,7 +194,7 @@ impl Postfix {
     }
 
     /// Polls `probe` every 100 ms until it gives a value or [`WAIT`]
-    /// passes; then panics with `what` and the log's tail.
+    /// passes; then panics with `what` (the log's tail follows on drop).
     pub fn wait_for<T>(&self, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
         let start = Instant::now();
         loop {
@@ -202,9 +202,7 @@ impl Postfix {
                 return v;
             }
             if start.elapsed() > WAIT {
-                let lines = log_lines();
-                let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-                panic!("timed out waiting for {what}; Postfix log tail:\n{tail}");
+                panic!("timed out waiting for {what}");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -213,6 +211,9 @@ impl Postfix {
 
 impl Drop for Postfix {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("Postfix log tail:\n{}", log_tail());
+        }
         // While Postfix runs, postsuper logs through postlogd.
         let _ = Command::new("/usr/sbin/postsuper")
             .args(["-d", "ALL"])
@@ -262,6 +263,12 @@ pub fn log_lines() -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// The last 30 lines of Postfix's log.
+fn log_tail() -> String {
+    let lines = log_lines();
+    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
 /// The string value of `"key": "…"` in one line of `postqueue -j` output
@@ -334,20 +341,4 @@ fn read_reply(reader: &mut impl BufRead) -> Result<String, String> {
         }
     }
     Err("reply longer than 100 lines".into())
-}
-
-/// The file system path helpers need: every directory from `/` to `path`
-/// must be searchable by others for the pipe user to reach a file.
-pub fn searchable_by_others(path: &Path) -> Result<(), PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    for dir in path.ancestors().skip(1) {
-        let mode = fs::metadata(dir)
-            .map_err(|_| dir.to_path_buf())?
-            .permissions()
-            .mode();
-        if mode & 0o001 == 0 {
-            return Err(dir.to_path_buf());
-        }
-    }
-    Ok(())
 }

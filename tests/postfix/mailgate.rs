@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// The system user the pipe command and the LMTP server run as.
 pub const USER: &str = "gitlab-mailgate";
 
-/// A test's private directory; removed on drop unless the test failed.
+/// A test's own directory and files; removed on drop unless the test failed.
 pub struct Env {
     /// The directory (mode 0755).
     pub dir: PathBuf,
@@ -56,7 +56,7 @@ impl Env {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("create test dir");
         set_mode(&dir, 0o755);
-        if let Err(d) = crate::harness::searchable_by_others(&dir) {
+        if let Err(d) = searchable_by_others(&dir) {
             panic!(
                 "{} is not searchable by other users: the pipe user could not reach {}",
                 d.display(),
@@ -141,6 +141,18 @@ target = "stderr"
         ]
     }
 
+    /// Panics if `text` shows a secret's base64 (or a piece of it) or a JWT.
+    pub fn assert_no_secrets(&self, text: &str) {
+        for path in [&self.incoming_secret, &self.service_desk_secret] {
+            let secret = fs::read_to_string(path).expect("read secret");
+            assert!(
+                !text.contains(&secret.trim()[..16]),
+                "a secret leaked into: {text}"
+            );
+        }
+        assert!(!text.contains("eyJ"), "a token leaked into: {text}");
+    }
+
     /// Starts `gitlab-mailgate serve` as the system user and waits until
     /// both its TCP port and its unix socket accept connections.
     pub fn serve(&self) -> Serve {
@@ -209,6 +221,9 @@ impl Serve {
 
 impl Drop for Serve {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("gitlab-mailgate serve's log:\n{}", self.log_text());
+        }
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }
@@ -270,4 +285,20 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("find a free port")
+}
+
+/// Checks that every directory above `path` lets other users through
+/// (o+x), as the pipe user must to reach its files; returns the first one
+/// that does not.
+fn searchable_by_others(path: &Path) -> Result<(), PathBuf> {
+    for dir in path.ancestors().skip(1) {
+        let mode = fs::metadata(dir)
+            .map_err(|_| dir.to_path_buf())?
+            .permissions()
+            .mode();
+        if mode & 0o001 == 0 {
+            return Err(dir.to_path_buf());
+        }
+    }
+    Ok(())
 }

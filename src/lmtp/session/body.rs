@@ -5,6 +5,15 @@
 use super::*;
 
 impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
+    /// True while a message body (DATA, or a BDAT chunk) is being read:
+    /// bytes arriving then are progress even though no reply is due yet.
+    pub fn reading_message(&self) -> bool {
+        matches!(
+            self.state,
+            State::Data(..) | State::Chunk(..) | State::Discard(..)
+        )
+    }
+
     pub(super) fn data(&self, phase: Phase, out: &mut Out) -> State {
         match phase {
             Phase::Mail(envelope) if !envelope.routes.is_empty() => {

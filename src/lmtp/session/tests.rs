@@ -477,6 +477,20 @@ fn nul_bytes_in_commands() {
 }
 
 #[test]
+fn a_cr_inside_a_command_line_is_refused_not_skipped() {
+    assert_eq!(
+        events("NOOP\rNOOP\r\nNOOP\r\r\n"),
+        ["500 5.5.2", "500 5.5.2"]
+    );
+    assert_eq!(
+        events(&format!(
+            "{HELLO}MAIL FROM:<>\r\nRCPT TO:<{KEY_RCPT}\r>\r\n"
+        )),
+        ["250", "250 2.1.0", "500 5.5.2"]
+    );
+}
+
+#[test]
 fn garbage_after_quit_is_ignored() {
     let mut input = b"QUIT\r\nNOOP\r\n".to_vec();
     input.extend(b"\xff\x00garbage".repeat(10_000));

@@ -1,0 +1,122 @@
+#!/bin/sh
+# Runs the installed package's systemd units under a real systemd: boots a
+# throwaway container (systemd-nspawn, package systemd-container) on a
+# copy-on-write overlay of this machine's root, without network, starts
+# the units there and talks LMTP to them as the user postfix, with the
+# GitLab stand-in of tests/support behind them. Nothing on the host
+# changes. Prints "CHECK ok: ..." / "CHECK FAIL: ..." lines and exits 0
+# only when every check passed.
+#
+# Needs root, systemd-nspawn, the package installed, the postfix user and
+# Debian's /usr/bin/python3 with python3-jwt. Used by tests/package.rs when
+# systemd-nspawn is there.
+set -eu
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d /tmp/gitlab-mailgate-smoke.XXXXXX)
+cleanup() {
+    umount "$work/root" 2>/dev/null || true
+    umount "$work/cow" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+# The user postfix runs the LMTP client script from here.
+chmod 0755 "$work"
+
+mkdir -p "$work/cow" "$work/root" "$work/out" "$work/etc" "$work/system/multi-user.target.wants"
+# The overlay's upper layer must not be on an overlay itself: a tmpfs.
+mount -t tmpfs tmpfs "$work/cow"
+mkdir "$work/cow/upper" "$work/cow/work"
+mount -t overlay overlay \
+    -o "lowerdir=/,upperdir=$work/cow/upper,workdir=$work/cow/work" "$work/root"
+
+# The container's /etc/gitlab-mailgate: the installed one, writable.
+cp -a /etc/gitlab-mailgate/. "$work/etc/"
+chown root:gitlab-mailgate "$work/etc"
+chmod 0750 "$work/etc"
+
+# Replaces the host's /etc/systemd/system inside the container: only the
+# test unit is enabled, which powers the container off when done.
+cat >"$work/system/smoke.service" <<EOF
+[Unit]
+Description=gitlab-mailgate smoke test
+After=multi-user.target
+[Service]
+Type=oneshot
+ExecStart=/bin/sh $work/inner.sh
+StandardOutput=file:$work/out/log
+StandardError=file:$work/out/log
+ExecStopPost=/bin/systemctl --no-block poweroff
+EOF
+ln -s ../smoke.service "$work/system/multi-user.target.wants/smoke.service"
+
+cat >"$work/lmtp.py" <<'EOF'
+# One LMTP transaction: an unknown and a GitLab recipient, one message.
+import smtplib, sys
+addr = sys.argv[1]
+c = smtplib.LMTP(addr) if addr.startswith("/") else smtplib.LMTP("127.0.0.1", int(addr))
+assert c.docmd("LHLO", "smoke")[0] == 250
+assert c.docmd("MAIL FROM:<>")[0] == 250
+assert c.docmd("RCPT TO:<nobody@incoming.example.com>")[0] == 550
+assert c.docmd("RCPT TO:<incoming+59d8df8370b7e95c5a49fbf86aeb2c93@incoming.example.com>")[0] == 250
+assert c.docmd("DATA")[0] == 354
+c.send(b"Subject: smoke\r\nMessage-ID: <smoke@example.org>\r\n\r\nbody\r\n.\r\n")
+reply = c.getreply()
+assert reply[0] == 250, reply
+c.quit()
+EOF
+
+cat >"$work/inner.sh" <<EOF
+W=$work
+STANDIN=$repo/tests/support/gitlab_standin.py
+EOF
+cat >>"$work/inner.sh" <<'EOF'
+check() { if eval "$2" >>"$W/out/detail" 2>&1; then echo "CHECK ok: $1"; else echo "CHECK FAIL: $1"; fi; }
+C=/etc/gitlab-mailgate
+head -c 32 /dev/urandom | base64 >$C/incoming_email_secret
+chgrp gitlab-mailgate $C/incoming_email_secret
+chmod 0640 $C/incoming_email_secret
+mkdir -p $W/standin
+/usr/bin/python3 $STANDIN --secret incoming_email=$C/incoming_email_secret \
+    --out $W/standin --port 18080 --lifetime 120 >$W/out/standin 2>&1 &
+for i in $(seq 50); do grep -q PORT $W/out/standin && break; sleep 0.1; done
+sed -i 's#^url = .*#url = "http://127.0.0.1:18080"#' $C/config.toml
+for i in second third; do cp -p $C/config.toml $C/$i.toml; done
+sed -i 's/^#listen = .*/listen = ["127.0.0.1:2525"]/' $C/second.toml
+sed -i -e 's%^#listen = .*%listen = ["unix:/run/gitlab-mailgate/third/server/lmtp.sock"]%' \
+    -e 's/^#socket_mode = .*/socket_mode = "0666"/' $C/third.toml
+AS_POSTFIX="setpriv --reuid=postfix --regid=postfix --init-groups /usr/bin/python3 $W/lmtp.py"
+
+check "units start" "systemctl start gitlab-mailgate.socket gitlab-mailgate@second.socket gitlab-mailgate@third.service"
+check "postfix delivers over gitlab-mailgate.socket" "$AS_POSTFIX /run/gitlab-mailgate/lmtp.sock"
+check "the socket-activated server runs" "systemctl is-active gitlab-mailgate.service"
+check "postfix delivers over gitlab-mailgate@second.socket" "$AS_POSTFIX /run/gitlab-mailgate/second/lmtp.sock"
+check "postfix delivers over the socket again, the servers running" "$AS_POSTFIX /run/gitlab-mailgate/lmtp.sock"
+check "the server binds its own socket in its RuntimeDirectory" "$AS_POSTFIX /run/gitlab-mailgate/third/server/lmtp.sock"
+check "the sockets stay root:postfix" \
+    '[ "$(stat -c %U:%G /run/gitlab-mailgate/lmtp.sock /run/gitlab-mailgate/second/lmtp.sock | sort -u)" = root:postfix ]'
+check "the servers stop on SIGTERM" "systemctl stop gitlab-mailgate.service gitlab-mailgate@second.service gitlab-mailgate@third.service"
+check "the socket outlives its server" "[ -S /run/gitlab-mailgate/lmtp.sock ]"
+check "the socket starts the server again" "$AS_POSTFIX /run/gitlab-mailgate/lmtp.sock"
+check "the server alone starts" "systemctl stop gitlab-mailgate.socket gitlab-mailgate.service && systemctl start gitlab-mailgate.service"
+check "delivery over TCP 127.0.0.1:2424" "/usr/bin/python3 $W/lmtp.py 2424"
+check "GitLab got every message" '[ "$(ls $W/standin/*.eml | wc -l)" = 6 ]'
+check "a missing configuration fails the unit" "! systemctl start gitlab-mailgate@missing.service"
+systemctl stop 'gitlab-mailgate*'
+journalctl --no-pager -o short-monotonic -u 'gitlab-mailgate*' >>$W/out/detail 2>&1
+echo DONE
+EOF
+
+timeout 300 systemd-nspawn --quiet --directory="$work/root" --register=no \
+    --link-journal=no --keep-unit --private-network --machine=gitlab-mailgate-smoke \
+    --bind="$work" --bind="$work/etc:/etc/gitlab-mailgate" \
+    --bind-ro="$work/system:/etc/systemd/system" --boot >"$work/out/console" 2>&1 || true
+
+cat "$work/out/log" 2>/dev/null || true
+if ! grep -q '^DONE$' "$work/out/log" 2>/dev/null || grep -q '^CHECK FAIL' "$work/out/log"; then
+    echo "--- details" >&2
+    cat "$work/out/detail" >&2 2>/dev/null || true
+    echo "--- console" >&2
+    tail -n 30 "$work/out/console" >&2
+    exit 1
+fi
