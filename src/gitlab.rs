@@ -16,6 +16,15 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
+mod resolver;
+
+/// Idle connections to GitLab kept for reuse.
+const MAX_IDLE: usize = 64;
+
+/// Messages up to this size are sent from one buffer (one write with the
+/// request head); larger ones are streamed, so memory stays at one copy.
+const COPY_LIMIT: usize = 64 * 1024;
+
 /// The header carrying the JWT.
 pub const AUTH_HEADER: &str = "Gitlab-Mailroom-Api-Request";
 
@@ -40,15 +49,23 @@ impl Client {
         } else {
             RootCerts::WebPki
         };
-        let agent = ureq::Agent::config_builder()
+        let agent_config = ureq::Agent::config_builder()
             .timeout_global(Some(config.timeout))
             .timeout_connect(Some(config.timeout.min(Duration::from_secs(10))))
             .http_status_as_error(false)
             .max_redirects(0)
             .user_agent(concat!("gitlab-mailgate/", env!("CARGO_PKG_VERSION")))
             .tls_config(TlsConfig::builder().root_certs(roots).build())
-            .build()
-            .into();
+            // Postfix runs up to 20 deliveries at once; ureq's default of 3
+            // idle connections made every 5th message open a new one.
+            .max_idle_connections(MAX_IDLE)
+            .max_idle_connections_per_host(MAX_IDLE)
+            .build();
+        let agent = ureq::Agent::with_parts(
+            agent_config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            resolver::CachingResolver::default(),
+        );
         Ok(Client {
             agent,
             url: config.url.clone(),
@@ -81,14 +98,21 @@ impl Client {
         };
         let prefix = format!("Delivered-To: {recipient}\r\n");
         let len = prefix.len() + message.len();
-        let mut body = prefix.as_bytes().chain(message);
-        let result = self
+        let request = self
             .agent
             .post(self.endpoint(mailbox))
             .header(AUTH_HEADER, jwt::token(&secret, issued_at()))
             .header("Content-Length", len.to_string())
-            .content_type("text/plain")
-            .send(ureq::SendBody::from_reader(&mut body));
+            .content_type("text/plain");
+        let result = if len <= COPY_LIMIT {
+            let mut body = Vec::with_capacity(len);
+            body.extend_from_slice(prefix.as_bytes());
+            body.extend_from_slice(message);
+            request.send(&body[..])
+        } else {
+            let mut body = prefix.as_bytes().chain(message);
+            request.send(ureq::SendBody::from_reader(&mut body))
+        };
         match result {
             Ok(mut response) => {
                 // Read (a bounded part of) the answer so the connection can be reused.
@@ -136,6 +160,15 @@ fn transport_error(e: &ureq::Error) -> Temporary {
             Temporary::Unreachable(describe(e))
         }
         E::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Temporary::Unreachable(describe(e))
+        }
+        // ureq hands a failed TLS handshake (untrusted certificate, wrong
+        // name) over as an I/O error wrapping the rustls error.
+        E::Io(io)
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>()) =>
+        {
             Temporary::Unreachable(describe(e))
         }
         _ => Temporary::ConnectionLost(describe(e)),

@@ -91,11 +91,9 @@ pub fn line(level: Level, text: &str) {
 fn write(sink: &mut Sink, level: Level, text: &str) {
     match sink {
         Sink::Stderr => {
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "gitlab-mailgate: {}{text}",
-                prefix(level)
-            );
+            // One write per line, so lines from several threads never mix.
+            let line = format!("gitlab-mailgate: {}{text}\n", prefix(level));
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
         Sink::Held(lines) => lines.push((level, text.to_string())),
         Sink::Syslog(logger) => {

@@ -47,7 +47,7 @@ fn deliver(
         }
     };
     log::init(&config.log_target);
-    start_watchdog(config.pipe_deadline);
+    start_watchdog(config.pipe_deadline, recipients.to_vec());
     let deliverer = match Deliverer::new(config.clone()) {
         Ok(d) => d,
         Err(e) => {
@@ -89,11 +89,20 @@ fn deliver(
 }
 
 /// Exits with a deferral when the delivery takes longer than `deadline`.
-fn start_watchdog(deadline: Duration) {
+/// Postfix then defers every recipient of this run, so each is logged so.
+fn start_watchdog(deadline: Duration, recipients: Vec<String>) {
     std::thread::spawn(move || {
         std::thread::sleep(deadline);
-        log::warn("delivery deadline passed; deferring");
-        std::process::exit(finish(&Outcome::Temporary(Temporary::Deadline)).into());
+        let outcome = Outcome::Temporary(Temporary::Deadline);
+        for r in &recipients {
+            log::warn(&format!(
+                "to=<{}>, status={} ({})",
+                printable(r),
+                outcome.status_word(),
+                outcome.reply()
+            ));
+        }
+        std::process::exit(finish(&outcome).into());
     });
 }
 

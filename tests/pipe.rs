@@ -409,7 +409,7 @@ fn https_with_the_configured_ca_file() {
     // Without the CA, the certificate is not trusted: unreachable, deferred.
     env.write_config(&settings);
     let run = env.deliver_merged(&[INCOMING_RCPT], &message("untrusted"));
-    assert_dsn_first(&run, 75, "4.4.");
+    assert_dsn_first(&run, 75, "4.4.1 ");
     assert!(standin.bodies().is_empty());
 
     settings.gitlab_extra = format!("ca_file = {}", toml_string(&certs.ca.to_string_lossy()));

@@ -193,6 +193,37 @@ impl Postfix {
         });
     }
 
+    /// Waits for the first `status=` line for `queue_id` and `rcpt`.
+    pub fn wait_first_status(&self, queue_id: &str, rcpt: &str) -> String {
+        self.wait_for(&format!("{queue_id}'s first status"), || {
+            self.statuses(queue_id, rcpt).into_iter().next()
+        })
+    }
+
+    /// Waits until `queue_id` rests: in the deferred queue, or gone.
+    pub fn wait_settled(&self, queue_id: &str) {
+        self.wait_for(&format!("{queue_id} deferred or done"), || {
+            matches!(self.queue_of(queue_id).as_deref(), None | Some("deferred")).then_some(())
+        });
+    }
+
+    /// `postqueue -f` every 3 s until none of `queue_ids` is left in the
+    /// queue: a retry that was already under way when the flush came puts
+    /// its message back into the deferred queue once more.
+    pub fn flush_until_gone(&self, queue_ids: &[String]) {
+        let mut polls = 0;
+        self.wait_for("the queue to empty", || {
+            if polls % 30 == 0 {
+                self.flush();
+            }
+            polls += 1;
+            queue_ids
+                .iter()
+                .all(|q| self.queue_of(q).is_none())
+                .then_some(())
+        });
+    }
+
     /// Polls `probe` every 100 ms until it gives a value or [`WAIT`]
     /// passes; then panics with `what` (the log's tail follows on drop).
     pub fn wait_for<T>(&self, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {

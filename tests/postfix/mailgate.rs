@@ -12,7 +12,7 @@ use std::fs;
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -88,8 +88,24 @@ impl Env {
         for path in [&env.incoming_secret, &env.service_desk_secret] {
             env.write_private(path, &crate::common::new_secret_text());
         }
-        env.write_private(&env.config, &env.config_text());
+        env.write_config(&env.gitlab_section(), "");
         env
+    }
+
+    /// The configuration's usual `[gitlab]` settings: plain http to
+    /// [`Env::gitlab_port`], a 10 s timeout.
+    pub fn gitlab_section(&self) -> String {
+        format!(
+            "url = \"http://127.0.0.1:{}\"\ntimeout_secs = 10\n",
+            self.gitlab_port
+        )
+    }
+
+    /// Writes the configuration with `gitlab` as the body of its
+    /// `[gitlab]` section and `lmtp` added to its `[lmtp]` section; a
+    /// running `serve` reads it when started again.
+    pub fn write_config(&self, gitlab: &str, lmtp: &str) {
+        self.write_private(&self.config, &self.config_text(gitlab, lmtp));
     }
 
     /// Writes `path` as `root:gitlab-mailgate 0640`.
@@ -99,13 +115,11 @@ impl Env {
         set_mode(path, 0o640);
     }
 
-    fn config_text(&self) -> String {
+    fn config_text(&self, gitlab: &str, lmtp: &str) -> String {
         format!(
             r#"# gitlab-mailgate configuration for the Postfix end-to-end tests
 [gitlab]
-url = "http://127.0.0.1:{gitlab_port}"
-timeout_secs = 10
-
+{gitlab}
 [incoming_email]
 address = "incoming+%{{key}}@{domain}"
 secret_file = "{incoming}"
@@ -120,11 +134,10 @@ deliver_deadline_secs = 30
 [lmtp]
 listen = ["127.0.0.1:{port}", "unix:{socket}"]
 socket_mode = "0666"
-
+{lmtp}
 [log]
 target = "stderr"
 "#,
-            gitlab_port = self.gitlab_port,
             domain = crate::harness::DOMAIN,
             incoming = self.incoming_secret.display(),
             sd = self.service_desk_secret.display(),
@@ -157,7 +170,12 @@ target = "stderr"
     /// both its TCP port and its unix socket accept connections.
     pub fn serve(&self) -> Serve {
         let log = self.dir.join("serve.log");
-        let stderr = fs::File::create(&log).expect("create serve.log");
+        // Appended to: a test that restarts `serve` keeps every run's log.
+        let stderr = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open serve.log");
         let child = Command::new(&self.bin)
             .arg("serve")
             .arg("--config")
@@ -216,6 +234,26 @@ impl Serve {
     /// What the server logged so far.
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends signal `name` (`KILL`, `TERM`) to the server.
+    pub fn signal(&self, name: &str) {
+        run("kill", &[&format!("-{name}"), &self.child.id().to_string()]);
+    }
+
+    /// Waits at most `limit` for the server to exit; its exit status, or
+    /// `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -280,7 +318,7 @@ fn set_mode(path: &Path, mode: u32) {
 }
 
 /// A TCP port that was free a moment ago.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

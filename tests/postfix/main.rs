@@ -10,6 +10,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod faults;
 mod harness;
 mod mailgate;
 mod shipped;

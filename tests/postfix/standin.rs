@@ -25,6 +25,28 @@ impl Standin {
     /// Starts a stand-in on 127.0.0.1:`port` in `mode`, knowing the
     /// `(mailbox, secret file)` pairs, recording into `out`.
     pub fn start(out: &Path, secrets: &[(&str, &Path)], port: u16, mode: &str) -> Standin {
+        Standin::launch(out, secrets, port, mode, None)
+    }
+
+    /// Like [`start`](Self::start), but speaking https with the PEM
+    /// certificate and key `tls` gives.
+    pub fn start_tls(
+        out: &Path,
+        secrets: &[(&str, &Path)],
+        port: u16,
+        mode: &str,
+        tls: (&Path, &Path),
+    ) -> Standin {
+        Standin::launch(out, secrets, port, mode, Some(tls))
+    }
+
+    fn launch(
+        out: &Path,
+        secrets: &[(&str, &Path)],
+        port: u16,
+        mode: &str,
+        tls: Option<(&Path, &Path)>,
+    ) -> Standin {
         fs::create_dir_all(out).expect("create the stand-in's directory");
         let log = fs::File::create(out.join("standin.log")).expect("stand-in log");
         let mut cmd = Command::new("/usr/bin/python3");
@@ -33,6 +55,9 @@ impl Standin {
             .arg(out)
             .args(["--mode", mode, "--port", &port.to_string()])
             .arg("--control-stdin");
+        if let Some((cert, key)) = tls {
+            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
         for (mailbox, path) in secrets {
             cmd.arg("--secret")
                 .arg(format!("{mailbox}={}", path.display()));
@@ -89,6 +114,23 @@ impl Drop for Standin {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// How many established TCP connections (IPv4) go to port `port` on this
+/// machine, from /proc/net/tcp: with a freshly started `serve` as the
+/// stand-in's only client, the requests it has in flight.
+pub fn connections_to(port: u16) -> usize {
+    let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let want = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // sl, local_address, rem_address, st (01 = ESTABLISHED).
+            fields.len() > 3 && fields[2].ends_with(&want) && fields[3] == "01"
+        })
+        .count()
 }
 
 /// One request the stand-in answered.
