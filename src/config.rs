@@ -4,8 +4,8 @@
 //! Every error names the file, the line and column, and what to change.
 //! Unknown keys are errors (a typo must not silently fall back to a default).
 //! Secret files are read and checked here so a bad one is reported at once;
-//! the delivery path reads them again per message, so a rotated secret takes
-//! effect without a restart.
+//! the delivery path reads them again (at most every ten seconds), so a
+//! rotated secret takes effect without a restart.
 
 use crate::address::Template;
 use crate::key::Mailbox as MailboxKind;

@@ -10,10 +10,11 @@ use crate::config::Gitlab as GitlabConfig;
 use crate::jwt;
 use crate::key::Mailbox;
 use crate::outcome::{self, Outcome, Temporary};
-use crate::secret::Secret;
+use crate::secret::{Secret, SecretError};
 use std::io::Read;
-use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 mod resolver;
@@ -32,11 +33,20 @@ pub const AUTH_HEADER: &str = "Gitlab-Mailroom-Api-Request";
 /// administrator's `update-ca-certificates` applies here too.
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
+/// How long a secret read from disk is used before the file is read again:
+/// a rotated secret takes effect within this time, without a restart, and
+/// busy servers do not read the file for every message.
+pub const SECRET_TTL: Duration = Duration::from_secs(10);
+
+/// Secrets recently read, by file.
+type SecretCache = Mutex<Vec<(PathBuf, Secret, Instant)>>;
+
 /// A client for one GitLab instance; cheap to share between threads.
 #[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
     url: String,
+    secrets: Arc<SecretCache>,
 }
 
 impl Client {
@@ -69,6 +79,7 @@ impl Client {
         Ok(Client {
             agent,
             url: config.url.clone(),
+            secrets: Arc::default(),
         })
     }
 
@@ -78,8 +89,8 @@ impl Client {
     }
 
     /// Posts `Delivered-To: <recipient>` + `message` to `mailbox`, signed
-    /// with the secret read from `secret_file` now (so rotation needs no
-    /// restart).
+    /// with the secret from `secret_file` (re-read every [`SECRET_TTL`], so
+    /// rotation needs no restart).
     pub fn post(
         &self,
         mailbox: Mailbox,
@@ -87,7 +98,7 @@ impl Client {
         recipient: &str,
         message: &[u8],
     ) -> Outcome {
-        let secret = match Secret::load(secret_file) {
+        let secret = match self.secret(secret_file) {
             Ok(s) => s,
             Err(e) => {
                 return Outcome::Temporary(Temporary::Local(format!(
@@ -125,6 +136,21 @@ impl Client {
             }
             Err(e) => Outcome::Temporary(transport_error(&e)),
         }
+    }
+
+    /// The secret in `path`, from the cache when read less than
+    /// [`SECRET_TTL`] ago. Errors are not cached.
+    fn secret(&self, path: &Path) -> Result<Secret, SecretError> {
+        let mut cache = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, secret, at)) = cache.iter().find(|(p, _, _)| p == path) {
+            if at.elapsed() < SECRET_TTL {
+                return Ok(secret.clone());
+            }
+        }
+        let secret = Secret::load(path)?;
+        cache.retain(|(p, _, _)| p != path);
+        cache.push((path.to_path_buf(), secret.clone(), Instant::now()));
+        Ok(secret)
     }
 
     /// Posts with a deliberately invalid token and returns GitLab's status:

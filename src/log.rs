@@ -85,7 +85,15 @@ pub fn release_held() {
 
 /// Logs one line. Before [`init`], lines go to standard error.
 pub fn line(level: Level, text: &str) {
-    write(&mut lock(&SINK), level, text);
+    let mut sink = lock(&SINK);
+    if let Sink::Stderr = *sink {
+        // Standard error has a lock of its own: do not keep the other
+        // connection threads waiting on this one during the write.
+        drop(sink);
+        write(&mut Sink::Stderr, level, text);
+    } else {
+        write(&mut sink, level, text);
+    }
 }
 
 fn write(sink: &mut Sink, level: Level, text: &str) {

@@ -88,6 +88,9 @@ impl Stream {
     pub fn configure(&self, read: Duration, write: Duration) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => {
+                // Replies are whole lines written at once; never hold one back
+                // waiting for an ACK (Nagle) in this request/reply protocol.
+                s.set_nodelay(true)?;
                 s.set_nonblocking(false)?;
                 s.set_read_timeout(Some(read))?;
                 s.set_write_timeout(Some(write))
