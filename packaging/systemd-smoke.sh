@@ -66,9 +66,12 @@ assert reply[0] == 250, reply
 c.quit()
 EOF
 
+# The container's /tmp is its own tmpfs, and the checkout may live under
+# /tmp: hand the stand-in over through the bound work directory.
+cp "$repo/tests/support/gitlab_standin.py" "$work/gitlab_standin.py"
 cat >"$work/inner.sh" <<EOF
 W=$work
-STANDIN=$repo/tests/support/gitlab_standin.py
+STANDIN=$work/gitlab_standin.py
 EOF
 cat >>"$work/inner.sh" <<'EOF'
 check() { if eval "$2" >>"$W/out/detail" 2>&1; then echo "CHECK ok: $1"; else echo "CHECK FAIL: $1"; fi; }
