@@ -3,22 +3,12 @@
 
 mod common;
 
-use common::{bin, run, Settings, TestEnv};
-use std::process::Command;
-
-fn check(env: &TestEnv) -> common::Run {
-    let mut cmd = Command::new(bin());
-    cmd.arg("check").arg("--config").arg(&env.config);
-    let out = run(&mut cmd, b"");
-    env.assert_no_secrets(&out.stdout);
-    env.assert_no_secrets(&out.stderr);
-    out
-}
+use common::{Settings, TestEnv};
 
 #[test]
 fn passes_against_a_gitlab_that_answers_401_to_a_bad_token() {
     let (env, _standin) = TestEnv::with_standin("ok", |_| {});
-    let out = check(&env);
+    let out = env.check();
     let text = out.out();
     assert_eq!(out.code, Some(0), "{text}");
     assert!(!text.contains("FAIL"), "{text}");
@@ -30,7 +20,7 @@ fn passes_against_a_gitlab_that_answers_401_to_a_bad_token() {
 #[test]
 fn fails_when_gitlab_is_down_or_the_route_is_missing() {
     let env = TestEnv::new(&Settings::default());
-    let out = check(&env);
+    let out = env.check();
     assert_eq!(out.code, Some(1));
     assert!(
         out.out().contains("FAIL") && out.out().contains("cannot reach GitLab"),
@@ -39,7 +29,7 @@ fn fails_when_gitlab_is_down_or_the_route_is_missing() {
     );
 
     let (env, _standin) = TestEnv::with_standin("404", |_| {});
-    let out = check(&env);
+    let out = env.check();
     assert_eq!(out.code, Some(1));
     assert!(out.out().contains("answers 404"), "{}", out.out());
 }
@@ -49,7 +39,7 @@ fn fails_on_a_group_writable_secret_and_names_the_line() {
     let (env, _standin) = TestEnv::with_standin("ok", |_| {});
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&env.incoming_secret, std::fs::Permissions::from_mode(0o660)).unwrap();
-    let out = check(&env);
+    let out = env.check();
     assert_eq!(out.code, Some(1));
     let text = out.out();
     assert!(text.starts_with("FAIL"), "{text}");
@@ -64,7 +54,7 @@ fn warns_when_the_incoming_domain_is_gitlabs_own() {
     let (env, _standin) = TestEnv::with_standin("ok", |s| {
         s.gitlab_extra = "host = \"gitlab.incoming.example.com\"".into();
     });
-    let out = check(&env);
+    let out = env.check();
     let text = out.out();
     assert_eq!(out.code, Some(0), "{text}");
     assert!(

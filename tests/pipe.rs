@@ -13,13 +13,6 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// `Delivered-To: <rcpt>\r\n` followed by the message: what GitLab must get.
-fn expected_body(rcpt: &str, message: &[u8]) -> Vec<u8> {
-    let mut body = format!("Delivered-To: {rcpt}\r\n").into_bytes();
-    body.extend_from_slice(message);
-    body
-}
-
 /// Checks a merged run: exit status `code`, the first line is a DSN
 /// starting with `dsn` (e.g. `"4.7.0 "`), and every later line is a log line.
 fn assert_dsn_first(run: &Run, code: i32, dsn: &str) {
@@ -401,6 +394,7 @@ fn https_with_the_configured_ca_file() {
         &secrets,
         &env.dir().join("standin"),
         "ok",
+        None,
         Some((&certs.cert, &certs.key)),
     );
     assert!(standin.url().starts_with("https://"));

@@ -1,8 +1,9 @@
 //! Helpers shared by the integration tests: a temporary directory with
 //! secret files and a configuration ([`TestEnv`]), the GitLab stand-in
 //! process ([`StandIn`], in `standin.rs`), running the binary with bounded
-//! time ([`run`]), test certificates ([`tls_certificates`]) and bounded
-//! waiting ([`wait_until`]).
+//! time ([`run`]), a running `serve` ([`Server`], in `serve.rs`) and a raw
+//! LMTP client for it ([`Client`], in `lmtp.rs`), test certificates
+//! ([`tls_certificates`]) and bounded waiting ([`wait_until`]).
 //!
 //! Everything here is loopback-only and bounded: every wait has a deadline,
 //! every child process is killed when its owner is dropped. Nothing here
@@ -12,7 +13,9 @@
 #![allow(dead_code)]
 
 mod json;
+mod lmtp;
 mod run;
+mod serve;
 mod standin;
 mod tls;
 
@@ -20,9 +23,13 @@ mod tls;
 #[allow(unused_imports)]
 pub use json::{parse_flat_json, Json};
 #[allow(unused_imports)]
+pub use lmtp::{stuffed, Client, Reply, Stream, WAIT};
+#[allow(unused_imports)]
 pub use run::{run, run_merged, wait_bounded, Run, RUN_LIMIT};
 #[allow(unused_imports)]
-pub use standin::{Body, Request, StandIn};
+pub use serve::{normal_delivery, Server};
+#[allow(unused_imports)]
+pub use standin::{recorded_requests, Body, Request, StandIn};
 #[allow(unused_imports)]
 pub use tls::{tls_certificates, Certificates};
 
@@ -75,6 +82,21 @@ pub fn message(subject: &str) -> Vec<u8> {
          .leading dot stays\n"
     )
     .into_bytes()
+}
+
+/// [`message`] with CRLF line endings, as LMTP carries it.
+pub fn crlf_message(subject: &str) -> Vec<u8> {
+    String::from_utf8(message(subject))
+        .expect("ASCII")
+        .replace('\n', "\r\n")
+        .into_bytes()
+}
+
+/// `Delivered-To: <rcpt>\r\n` and the message: what GitLab must receive.
+pub fn expected_body(rcpt: &str, message: &[u8]) -> Vec<u8> {
+    let mut body = format!("Delivered-To: {rcpt}\r\n").into_bytes();
+    body.extend_from_slice(message);
+    body
 }
 
 /// Waits until `condition` holds, checking every 20 ms for at most
@@ -337,11 +359,25 @@ impl TestEnv {
     }
 
     fn deliver_command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.command("deliver");
+        cmd.args(args);
+        cmd
+    }
+
+    /// Runs `gitlab-mailgate check --config <config>`; panics if its
+    /// output shows a secret.
+    pub fn check(&self) -> Run {
+        let run = run(&mut self.command("check"), b"");
+        self.assert_no_secrets(&run.stdout);
+        self.assert_no_secrets(&run.stderr);
+        run
+    }
+
+    /// `gitlab-mailgate SUBCOMMAND --config <config>`, not yet started
+    /// (`GITLAB_MAILGATE_CONFIG` removed from its environment).
+    pub fn command(&self, subcommand: &str) -> Command {
         let mut cmd = Command::new(bin());
-        cmd.arg("deliver")
-            .arg("--config")
-            .arg(&self.config)
-            .args(args);
+        cmd.arg(subcommand).arg("--config").arg(&self.config);
         cmd.env_remove("GITLAB_MAILGATE_CONFIG");
         cmd
     }

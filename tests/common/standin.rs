@@ -64,15 +64,18 @@ impl StandIn {
             ("incoming_email", env.incoming_secret.as_path()),
             ("service_desk_email", env.service_desk_secret.as_path()),
         ];
-        StandIn::spawn(&secrets, &env.dir().join("standin"), mode, None)
+        StandIn::spawn(&secrets, &env.dir().join("standin"), mode, None, None)
     }
 
     /// Starts a stand-in with the given `(mailbox, secret file)` pairs,
-    /// recording into `out`; https when `tls` gives `(certificate, key)`.
+    /// recording into `out`: on 127.0.0.1:`port` when given (e.g. to bring
+    /// GitLab back where a running server expects it), else on a free port;
+    /// https when `tls` gives `(certificate, key)`.
     pub fn spawn(
         secrets: &[(&str, &Path)],
         out: &Path,
         mode: &str,
+        port: Option<u16>,
         tls: Option<(&Path, &Path)>,
     ) -> StandIn {
         fs::create_dir_all(out).expect("create the stand-in's directory");
@@ -84,6 +87,9 @@ impl StandIn {
             .arg("--mode")
             .arg(mode)
             .arg("--control-stdin");
+        if let Some(port) = port {
+            cmd.arg("--port").arg(port.to_string());
+        }
         for (mailbox, path) in secrets {
             cmd.arg("--secret")
                 .arg(format!("{mailbox}={}", path.display()));
@@ -114,18 +120,27 @@ impl StandIn {
             out: out.to_path_buf(),
             scheme: if tls.is_some() { "https" } else { "http" },
         };
+        // The script prints its port once listening, or exits at once.
         let first = standin.next_line(STANDIN_START_LIMIT);
         standin.port = first
             .as_deref()
             .and_then(|l| l.strip_prefix("PORT "))
             .and_then(|p| p.trim().parse().ok())
+            .filter(|p| port.is_none_or(|want| want == *p))
             .unwrap_or_else(|| {
                 panic!(
-                    "the stand-in did not start ({first:?}); its log:\n{}",
+                    "the stand-in did not start (on port {port:?}: said {first:?}); its log:\n{}",
                     standin.log()
                 )
             });
         standin
+    }
+
+    /// Kills the stand-in at once (SIGKILL): GitLab is down, mid-request
+    /// or not.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     fn next_line(&self, limit: Duration) -> Option<String> {
@@ -157,14 +172,7 @@ impl StandIn {
 
     /// The requests received so far, in order.
     pub fn requests(&self) -> Vec<Request> {
-        let text = fs::read_to_string(self.out.join("requests.jsonl")).unwrap_or_default();
-        let mut requests: Vec<Request> = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| parse_request(l).unwrap_or_else(|e| panic!("requests.jsonl: {e}: {l}")))
-            .collect();
-        requests.sort_by_key(|r| r.seq);
-        requests
+        recorded_requests(&self.out)
     }
 
     /// Waits (bounded by `limit`) until at least `n` requests were
@@ -211,6 +219,19 @@ impl Drop for StandIn {
         }
         let _ = self.child.wait();
     }
+}
+
+/// The requests a stand-in recorded into `out` (its `requests.jsonl`), in
+/// order of their sequence numbers; none when it recorded nothing yet.
+pub fn recorded_requests(out: &Path) -> Vec<Request> {
+    let text = fs::read_to_string(out.join("requests.jsonl")).unwrap_or_default();
+    let mut requests: Vec<Request> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| parse_request(l).unwrap_or_else(|e| panic!("requests.jsonl: {e}: {l}")))
+        .collect();
+    requests.sort_by_key(|r| r.seq);
+    requests
 }
 
 fn parse_request(line: &str) -> Result<Request, String> {

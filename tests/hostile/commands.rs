@@ -2,7 +2,13 @@
 //! 8-bit and UTF-8 addresses, hostile keys, garbage after QUIT.
 
 use crate::common::*;
-use crate::wire::*;
+
+/// Asserts GitLab got exactly one body: `message`, delivered to `rcpt`.
+fn assert_only_body(standin: &StandIn, rcpt: &str, message: &[u8]) {
+    let bodies = standin.bodies();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0].bytes, expected_body(rcpt, message));
+}
 
 #[test]
 fn a_one_megabyte_line_gets_one_500_and_the_session_stays_in_step() {
@@ -33,9 +39,7 @@ fn a_one_megabyte_line_gets_one_500_and_the_session_stays_in_step() {
     c.send(&stuffed(&msg));
     c.expect(250, "2.0.0");
 
-    let bodies = standin.bodies();
-    assert_eq!(bodies.len(), 1);
-    assert_eq!(bodies[0].bytes, expected_body(INCOMING_RCPT, &msg));
+    assert_only_body(&standin, INCOMING_RCPT, &msg);
     server.assert_alive();
     server.assert_peak_memory_below(100);
     normal_delivery(&server, "long-line-next");
@@ -92,9 +96,7 @@ fn bare_lf_ends_a_command_line() {
     c.send(b"QUIT\n");
     c.expect(221, "2.0.0");
     c.expect_closed();
-    let bodies = standin.bodies();
-    assert_eq!(bodies.len(), 1);
-    assert_eq!(bodies[0].bytes, expected_body(INCOMING_RCPT, &msg));
+    assert_only_body(&standin, INCOMING_RCPT, &msg);
 }
 
 #[test]
@@ -158,9 +160,7 @@ fn utf8_and_8bit_addresses_and_headers() {
     .into_bytes();
     c.send(&stuffed(&msg));
     c.expect(250, "2.0.0");
-    let bodies = standin.bodies();
-    assert_eq!(bodies.len(), 1);
-    assert_eq!(bodies[0].bytes, expected_body(INCOMING_RCPT, &msg));
+    assert_only_body(&standin, INCOMING_RCPT, &msg);
     server.assert_alive();
 }
 
@@ -213,9 +213,7 @@ fn hostile_keys_are_refused_at_rcpt_and_never_reach_gitlab() {
     let msg = crlf_message("legacy-key");
     c.send(&stuffed(&msg));
     c.expect(250, "2.0.0");
-    let bodies = standin.bodies();
-    assert_eq!(bodies.len(), 1);
-    assert_eq!(bodies[0].bytes, expected_body(legacy, &msg));
+    assert_only_body(&standin, legacy, &msg);
     server.assert_alive();
 }
 

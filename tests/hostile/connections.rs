@@ -3,7 +3,6 @@
 //! `max_connections`.
 
 use crate::common::*;
-use crate::wire::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};

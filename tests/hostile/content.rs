@@ -3,7 +3,6 @@
 //! message against a 25 MB limit.
 
 use crate::common::*;
-use crate::wire::*;
 
 /// Sends `message` by DATA to [`INCOMING_RCPT`] on `c` (LHLO done) and
 /// checks the one reply.

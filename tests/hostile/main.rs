@@ -10,7 +10,6 @@
 
 #[path = "../common/mod.rs"]
 mod common;
-mod wire;
 
 mod commands;
 mod connections;

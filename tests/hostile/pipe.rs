@@ -4,7 +4,6 @@
 //! users (67, 5.1.1) and never reach GitLab.
 
 use crate::common::*;
-use crate::wire::expected_body;
 use std::process::Command;
 
 #[test]

@@ -2,7 +2,6 @@
 //! before its final dot, BDAT chunks shorter or longer than announced.
 
 use crate::common::*;
-use crate::wire::*;
 
 #[test]
 fn a_thousand_recipients_get_max_recipients_accepted_then_452() {

@@ -11,10 +11,11 @@
 //! a `serve` that was just restarted would add deferrals of its own to a
 //! case and make the first status depend on timing.
 
+use crate::common::StandIn;
 use crate::harness::{Postfix, Setup};
 use crate::mailgate::{free_port, Env, Serve};
 use crate::shipped::{self, Variant};
-use crate::standin::{connections_to, requests, Standin};
+use crate::standin::{connections_to, requests};
 use crate::{accepted, incoming_rcpt, message, preflight};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -71,8 +72,8 @@ struct Row {
 struct Rig {
     pf: Postfix,
     serve: Option<Serve>,
-    gitlab: Option<Standin>,
-    https: Option<Standin>,
+    gitlab: Option<StandIn>,
+    https: Option<StandIn>,
     variant: Variant,
     /// One directory per stand-in run, all counted.
     outs: Vec<PathBuf>,
@@ -125,8 +126,7 @@ impl Rig {
 
     fn start_gitlab(&mut self, mode: &str) {
         let out = self.next_out();
-        let port = self.env.gitlab_port;
-        self.gitlab = Some(Standin::start(&out, &self.env.secrets(), port, mode));
+        self.gitlab = Some(self.env.gitlab(&out, mode));
     }
 
     fn set_mode(&mut self, mode: &str) {
@@ -180,7 +180,7 @@ impl Rig {
                 let out = self.next_out();
                 let tls = (certs.cert.as_path(), certs.key.as_path());
                 let secrets = self.env.secrets();
-                self.https = Some(Standin::start_tls(&out, &secrets, port, "ok", tls));
+                self.https = Some(StandIn::spawn(&secrets, &out, "ok", Some(port), Some(tls)));
                 let url = format!("url = \"https://127.0.0.1:{port}\"\ntimeout_secs = 10\n");
                 self.configure(url);
             }

@@ -7,6 +7,7 @@
 //! copied out of target/ so the test does not depend on the checkout's
 //! parent directories being searchable by other users.
 
+use crate::common::StandIn;
 use crate::harness::run;
 use std::fs;
 use std::os::unix::fs::{chown, PermissionsExt};
@@ -152,6 +153,12 @@ target = "stderr"
             ("incoming_email", self.incoming_secret.as_path()),
             ("service_desk_email", self.service_desk_secret.as_path()),
         ]
+    }
+
+    /// Starts the GitLab stand-in in `mode` on [`Env::gitlab_port`],
+    /// knowing both secrets, recording into `out`.
+    pub fn gitlab(&self, out: &Path, mode: &str) -> StandIn {
+        StandIn::spawn(&self.secrets(), out, mode, Some(self.gitlab_port), None)
     }
 
     /// Panics if `text` shows a secret's base64 (or a piece of it) or a JWT.

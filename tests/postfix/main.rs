@@ -19,7 +19,7 @@ mod standin;
 use harness::{Postfix, Setup, DOMAIN};
 use mailgate::Env;
 use shipped::Variant;
-use standin::{requests, Request, Standin};
+use standin::{requests, Request};
 use std::path::PathBuf;
 
 fn incoming_rcpt() -> String {
@@ -172,7 +172,7 @@ fn pipe_delivers_both_mailboxes_bounces_unknown_defers_on_gitlab_error() {
     preflight();
     let env = Env::new();
     let outs = vec![env.dir.join("gitlab")];
-    let mut gitlab = Standin::start(&outs[0], &env.secrets(), env.gitlab_port, "ok");
+    let mut gitlab = env.gitlab(&outs[0], "ok");
     let pf = postfix_for(Variant::Pipe, &env, false);
 
     send_and_expect_delivery(&pf, &outs, &incoming_rcpt(), "incoming_email", "pipe-in");
@@ -209,7 +209,7 @@ fn lmtp_end_to_end(variant: Variant, tag: &str) {
     let env = Env::new();
     // One directory per stand-in run: it is killed and started again.
     let outs = vec![env.dir.join("gitlab-1"), env.dir.join("gitlab-2")];
-    let gitlab = Standin::start(&outs[0], &env.secrets(), env.gitlab_port, "ok");
+    let gitlab = env.gitlab(&outs[0], "ok");
     let serve = env.serve();
     let pf = postfix_for(variant, &env, false);
 
@@ -241,12 +241,7 @@ fn lmtp_end_to_end(variant: Variant, tag: &str) {
     gitlab.kill();
     let mut restarted = None;
     expect_deferral_then_delivery(&pf, &outs, &format!("{tag}-down"), || {
-        restarted = Some(Standin::start(
-            &outs[1],
-            &env.secrets(),
-            env.gitlab_port,
-            "ok",
-        ));
+        restarted = Some(env.gitlab(&outs[1], "ok"));
     });
     env.assert_no_secrets(&serve.log_text());
     env.assert_no_secrets(&harness::log_lines().join("\n"));
@@ -273,7 +268,7 @@ fn lmtp_recipient_check_refuses_unknown_recipients_during_smtp() {
     preflight();
     let env = Env::new();
     let outs = vec![env.dir.join("gitlab")];
-    let _gitlab = Standin::start(&outs[0], &env.secrets(), env.gitlab_port, "ok");
+    let _gitlab = env.gitlab(&outs[0], "ok");
     let _serve = env.serve();
     let pf = postfix_for(Variant::LmtpInet, &env, true);
 
