@@ -102,10 +102,14 @@ impl Template {
     /// The key in `address` as GitLab's regex would capture it, if the
     /// address matches the template. `<…>` around the address is allowed.
     pub fn key_of<'a>(&self, address: &'a str) -> Option<&'a str> {
+        self.key_in(strip_angle_brackets(address.trim()))
+    }
+
+    /// The key in exactly `address`: no white space or brackets around it.
+    fn key_in<'a>(&self, address: &'a str) -> Option<&'a str> {
         if !self.has_key {
             return None;
         }
-        let address = strip_angle_brackets(address.trim());
         let (local, domain) = split_address(address)?;
         if !domain.eq_ignore_ascii_case(&self.domain) {
             return None;
@@ -115,10 +119,11 @@ impl Template {
         (!key.is_empty()).then_some(key)
     }
 
-    /// Matches an envelope recipient: by key (sub-addressing) or as the base
-    /// address. Catch-all is the caller's policy, not the template's.
+    /// Matches an envelope recipient, exactly as given: by key
+    /// (sub-addressing) or as the base address. Catch-all is the caller's
+    /// policy, not the template's.
     pub fn match_recipient(&self, recipient: &str) -> Option<Match> {
-        if let Some(key) = self.key_of(recipient) {
+        if let Some(key) = self.key_in(recipient) {
             return Some(Match::Key(key.to_string()));
         }
         let (local, domain) = split_address(recipient)?;
@@ -197,6 +202,15 @@ mod tests {
             Some(Match::Base)
         );
         assert_eq!(dedicated.key_of("gitlab@d.example"), None);
+    }
+
+    #[test]
+    fn envelope_recipients_match_only_exactly() {
+        let tpl = t("incoming+%{key}@d.example");
+        assert_eq!(tpl.match_recipient("incoming+k@d.example\n"), None);
+        assert_eq!(tpl.match_recipient(" incoming+k@d.example"), None);
+        assert_eq!(tpl.match_recipient("<incoming+k@d.example>"), None);
+        assert_eq!(tpl.key_of(" <incoming+k@d.example>\n"), Some("k"));
     }
 
     #[test]

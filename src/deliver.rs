@@ -93,6 +93,10 @@ impl Deliverer {
 /// (in any mailbox), then a base address, then a catch-all domain. A key
 /// that fits no GitLab shape is refused when the mailbox has `strict_keys`.
 pub fn route(mailboxes: &[Mailbox], recipient: &str) -> Option<Route> {
+    // It becomes a header line (`Delivered-To:`): nothing may break it.
+    if recipient.chars().any(char::is_control) {
+        return None;
+    }
     let to_route = |mailbox| Route {
         recipient: recipient.to_string(),
         mailbox,
@@ -185,6 +189,16 @@ mod tests {
             false,
         )];
         assert!(route(&lax, "incoming+nonsense@in.example").is_some());
+    }
+
+    #[test]
+    fn control_characters_never_route() {
+        assert_eq!(mailbox_of("incoming@in.example\n"), None);
+        assert_eq!(mailbox_of("any\r\nX-Evil: 1@in.example"), None);
+        assert_eq!(
+            mailbox_of("incoming+59d8df8370b7e95c5a49fbf86aeb2c93@in.example\0"),
+            None
+        );
     }
 
     #[test]

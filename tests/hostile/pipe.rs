@@ -99,6 +99,11 @@ fn hostile_keys_are_unknown_users_and_never_reach_gitlab() {
         "incoming+grp/proj\r@incoming.example.com",
         "incoming+grp/pro j+token@incoming.example.com",
         "incoming+59d8df8370b7e95c5a49fbf86aeb2c93\n@incoming.example.com",
+        // Found by libFuzzer: white space around a valid address used to match.
+        "incoming+59d8df8370b7e95c5a49fbf86aeb2c93@incoming.example.com\n",
+        " incoming+59d8df8370b7e95c5a49fbf86aeb2c93@incoming.example.com",
+        "<incoming+59d8df8370b7e95c5a49fbf86aeb2c93@incoming.example.com>",
+        "incoming@incoming.example.com\r\nX-Evil: 1",
     ] {
         let run = env.deliver(&[rcpt], &msg);
         assert_eq!(run.code, Some(67), "{rcpt:?}: {}{}", run.out(), run.err());
