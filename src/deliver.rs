@@ -46,11 +46,7 @@ impl Deliverer {
     /// a refusal is logged.
     pub fn route(&self, recipient: &str) -> Result<Route, Outcome> {
         route(&self.config.mailboxes, recipient).ok_or_else(|| {
-            log::info(&format!(
-                "to=<{}>, status=bounced ({})",
-                printable(recipient),
-                Outcome::UnknownRecipient.reply()
-            ));
+            log::info(&status_line(recipient, &Outcome::UnknownRecipient));
             Outcome::UnknownRecipient
         })
     }
@@ -120,6 +116,17 @@ pub fn route(mailboxes: &[Mailbox], recipient: &str) -> Option<Route> {
         .iter()
         .position(|m| m.catch_all && m.template.in_domain(recipient))
         .map(to_route)
+}
+
+/// `to=<recipient>, status=deferred (451 4.4.7 …)`: the log fragment for
+/// an outcome decided without asking GitLab.
+pub fn status_line(recipient: &str, outcome: &Outcome) -> String {
+    format!(
+        "to=<{}>, status={} ({})",
+        printable(recipient),
+        outcome.status_word(),
+        outcome.reply()
+    )
 }
 
 /// Text from the network made safe for one log line: control characters

@@ -90,19 +90,21 @@ pub fn line(level: Level, text: &str) {
         // Standard error has a lock of its own: do not keep the other
         // connection threads waiting on this one during the write.
         drop(sink);
-        write(&mut Sink::Stderr, level, text);
+        to_stderr(level, text);
     } else {
         write(&mut sink, level, text);
     }
 }
 
+/// One write per line, so lines from several threads never mix.
+fn to_stderr(level: Level, text: &str) {
+    let line = format!("gitlab-mailgate: {}{text}\n", prefix(level));
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
 fn write(sink: &mut Sink, level: Level, text: &str) {
     match sink {
-        Sink::Stderr => {
-            // One write per line, so lines from several threads never mix.
-            let line = format!("gitlab-mailgate: {}{text}\n", prefix(level));
-            let _ = std::io::stderr().lock().write_all(line.as_bytes());
-        }
+        Sink::Stderr => to_stderr(level, text),
         Sink::Held(lines) => lines.push((level, text.to_string())),
         Sink::Syslog(logger) => {
             let _ = match level {

@@ -8,7 +8,7 @@
 //! first thing written; log lines are held back until after it.
 
 use crate::config::Config;
-use crate::deliver::{printable, Deliverer};
+use crate::deliver::{printable, status_line, Deliverer};
 use crate::log;
 use crate::outcome::{Outcome, Temporary};
 use std::io::{Read, Write};
@@ -95,12 +95,7 @@ fn start_watchdog(deadline: Duration, recipients: Vec<String>) {
         std::thread::sleep(deadline);
         let outcome = Outcome::Temporary(Temporary::Deadline);
         for r in &recipients {
-            log::warn(&format!(
-                "to=<{}>, status={} ({})",
-                printable(r),
-                outcome.status_word(),
-                outcome.reply()
-            ));
+            log::warn(&status_line(r, &outcome));
         }
         std::process::exit(finish(&outcome).into());
     });

@@ -3,6 +3,7 @@
 //! per accepted recipient, in order, RFC 2033 §4.2).
 
 use super::*;
+use crate::deliver::status_line;
 
 impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
     /// True while a message body (DATA, or a BDAT chunk) is being read:
@@ -113,9 +114,9 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
         let mut replies = Vec::new();
         for route in &envelope.routes {
             out.push(Action::Log(format!(
-                "from=<{}>, to=<{}>, status=bounced ({reply}), size>{}",
+                "from=<{}>, {}, size>{}",
                 printable(&envelope.sender),
-                printable(&route.recipient),
+                status_line(&route.recipient, &Outcome::TooLarge),
                 self.limits.max_message_size
             )));
             replies.push(reply.clone());
