@@ -1,11 +1,18 @@
 #!/bin/sh
 # Runs the installed package's systemd units under a real systemd: boots a
 # throwaway container (systemd-nspawn, package systemd-container) on a
-# copy-on-write overlay of this machine's root, without network, starts
-# the units there and talks LMTP to them as the user postfix, with the
-# GitLab stand-in of tests/support behind them. Nothing on the host
-# changes. Prints "CHECK ok: ..." / "CHECK FAIL: ..." lines and exits 0
-# only when every check passed.
+# copy-on-write overlay of this machine's root, with a private network of
+# loopback only, starts the units there and talks LMTP to them as the user
+# postfix, with the GitLab stand-in of tests/support behind them. Nothing
+# on the host changes. Prints "CHECK ok: ..." / "CHECK FAIL: ..." lines and
+# exits 0 only when every check passed.
+#
+# Where this script itself runs in a container without CAP_NET_ADMIN (as
+# inside ../shared/tools/fresh-ci), the inner container's private network
+# would have its loopback down, and nothing could be reached: then it
+# shares this machine's network instead, says so on one line, and checks
+# the same things (the ports it picks are free ones, but 2424, the
+# packaged default, which must be free).
 #
 # Needs root, systemd-nspawn, the package installed, the postfix user and
 # Debian's /usr/bin/python3 with python3-jwt. Used by tests/package.rs when
@@ -22,6 +29,18 @@ cleanup() {
 trap cleanup EXIT INT TERM
 # The user postfix runs the LMTP client script from here.
 chmod 0755 "$work"
+
+# CAP_NET_ADMIN is bit 12 of the effective capabilities.
+cap_eff=$(awk '/^CapEff:/ {print $2}' /proc/self/status)
+network=--private-network
+if [ $(( 0x$cap_eff >> 12 & 1 )) -eq 0 ]; then
+    echo "note: systemd smoke test uses this machine's network: without CAP_NET_ADMIN here (a container inside a container) a private network's loopback stays down"
+    network=
+fi
+free_port() {
+    /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+second_port=$(free_port)
 
 mkdir -p "$work/cow" "$work/root" "$work/out" "$work/etc" "$work/system/multi-user.target.wants"
 # The overlay's upper layer must not be on an overlay itself: a tmpfs.
@@ -72,6 +91,7 @@ cp "$repo/tests/support/gitlab_standin.py" "$work/gitlab_standin.py"
 cat >"$work/inner.sh" <<EOF
 W=$work
 STANDIN=$work/gitlab_standin.py
+SECOND_PORT=$second_port
 EOF
 cat >>"$work/inner.sh" <<'EOF'
 check() { if eval "$2" >>"$W/out/detail" 2>&1; then echo "CHECK ok: $1"; else echo "CHECK FAIL: $1"; fi; }
@@ -81,11 +101,12 @@ chgrp gitlab-mailgate $C/incoming_email_secret
 chmod 0640 $C/incoming_email_secret
 mkdir -p $W/standin
 /usr/bin/python3 $STANDIN --secret incoming_email=$C/incoming_email_secret \
-    --out $W/standin --port 18080 --lifetime 120 >$W/out/standin 2>&1 &
+    --out $W/standin --port 0 --lifetime 120 >$W/out/standin 2>&1 &
 for i in $(seq 50); do grep -q PORT $W/out/standin && break; sleep 0.1; done
-sed -i 's#^url = .*#url = "http://127.0.0.1:18080"#' $C/config.toml
+GITLAB_PORT=$(awk '/^PORT/ {print $2}' $W/out/standin)
+sed -i "s#^url = .*#url = \"http://127.0.0.1:$GITLAB_PORT\"#" $C/config.toml
 for i in second third; do cp -p $C/config.toml $C/$i.toml; done
-sed -i 's/^#listen = .*/listen = ["127.0.0.1:2525"]/' $C/second.toml
+sed -i "s/^#listen = .*/listen = [\"127.0.0.1:$SECOND_PORT\"]/" $C/second.toml
 sed -i -e 's%^#listen = .*%listen = ["unix:/run/gitlab-mailgate/third/server/lmtp.sock"]%' \
     -e 's/^#socket_mode = .*/socket_mode = "0666"/' $C/third.toml
 AS_POSTFIX="setpriv --reuid=postfix --regid=postfix --init-groups /usr/bin/python3 $W/lmtp.py"
@@ -111,7 +132,7 @@ echo DONE
 EOF
 
 timeout 300 systemd-nspawn --quiet --directory="$work/root" --register=no \
-    --link-journal=no --keep-unit --private-network --machine=gitlab-mailgate-smoke \
+    --link-journal=no --keep-unit $network --machine=gitlab-mailgate-smoke \
     --bind="$work" --bind="$work/etc:/etc/gitlab-mailgate" \
     --bind-ro="$work/system:/etc/systemd/system" --boot >"$work/out/console" 2>&1 || true
 

@@ -415,8 +415,7 @@ fn run_matrix(variant: Variant, tag: &str, faults: &[Fault]) {
     if let Some(serve) = &rig.serve {
         rig.env.assert_no_secrets(&serve.log_text());
     }
-    rig.env
-        .assert_no_secrets(&crate::harness::log_lines().join("\n"));
+    rig.env.assert_no_secrets(&rig.pf.log_lines().join("\n"));
     assert!(
         failed.is_empty(),
         "fault matrix failures:\n{}",

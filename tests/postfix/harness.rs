@@ -1,30 +1,36 @@
-//! A throwaway Debian Postfix for the end-to-end tests: configured from
-//! scratch, run as root without systemd or syslog, fed over SMTP on
-//! 127.0.0.1:2525, and watched through its own log file and queue.
+//! A throwaway Postfix instance of the test's own for the end-to-end tests:
+//! its own configuration directory, queue directory, data directory and
+//! log file under a fresh temporary directory (`postfix -c DIR`), run as
+//! root without systemd or syslog, fed over SMTP on a free loopback port,
+//! and watched through its own log file and queue.
 //!
-//! Only one Postfix can run on a machine, so every test that uses it holds
-//! [`Postfix`], which holds a process-wide lock; dropping it stops Postfix.
+//! The machine's own Postfix is never touched: nothing here reads or
+//! writes `/etc/postfix` (beyond Debian's pristine `master.cf.proto`) or
+//! `/var/spool/postfix`, and every instance checks on drop that
+//! `/etc/postfix` hashes as it did when the instance started. So the tests
+//! pass whatever state the machine's Postfix is in (never started,
+//! running, misconfigured), and instances can run side by side.
 //! This module knows nothing about gitlab-mailgate; the tests decide the
 //! transport, the master.cf entries and the main.cf fragment.
 
+use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The mail domain GitLab receives for.
 pub const DOMAIN: &str = "incoming.example.com";
-/// Where the test's smtpd listens.
-pub const SMTP_ADDR: &str = "127.0.0.1:2525";
-/// Postfix's log (maillog_file must live under /var by default).
-pub const LOG_FILE: &str = "/var/log/gitlab-mailgate-e2e-postfix.log";
 /// How long any single wait for Postfix may take.
 pub const WAIT: Duration = Duration::from_secs(60);
+/// The machine's own Postfix configuration, which no test may change.
+const SYSTEM_CONFIG: &str = "/etc/postfix";
 
-static ONE_POSTFIX: Mutex<()> = Mutex::new(());
+static INSTANCES: AtomicUsize = AtomicUsize::new(0);
 
 /// What a test wants Postfix to look like, on top of the fixed base.
 pub struct Setup {
@@ -36,9 +42,19 @@ pub struct Setup {
     pub master_cf: Vec<String>,
 }
 
-/// A running Postfix; stopped (and its queue emptied) on drop.
+/// A running Postfix instance of the test's own; stopped on drop, and its
+/// directory removed unless the test failed.
 pub struct Postfix {
-    _lock: MutexGuard<'static, ()>,
+    /// The instance's directory: `etc/`, `queue/`, `data/`, `maillog`.
+    dir: PathBuf,
+    /// Its configuration directory (`postfix -c`).
+    config: String,
+    /// Its log file.
+    log: PathBuf,
+    /// Where its smtpd listens.
+    smtp_addr: String,
+    /// The hash of the machine's `/etc/postfix` when this instance started.
+    system_config_hash: String,
 }
 
 /// Runs `program args`, panicking with its output when it fails.
@@ -57,33 +73,52 @@ pub fn run(program: &str, args: &[&str]) -> String {
     text
 }
 
-fn postconf(args: &[&str]) {
-    run("/usr/sbin/postconf", args);
-}
-
 impl Postfix {
-    /// Configures Postfix from scratch as `setup` says and starts it with
-    /// an empty queue and an empty log.
+    /// Creates a new instance configured from scratch as `setup` says and
+    /// starts it: empty queue, empty log, smtpd on a free loopback port.
     pub fn start(setup: &Setup) -> Postfix {
-        let lock = ONE_POSTFIX.lock().unwrap_or_else(|p| p.into_inner());
-        assert!(stop_postfix(), "a running Postfix did not stop within 10 s");
+        let system_config_hash = tree_hash(Path::new(SYSTEM_CONFIG));
+        let n = INSTANCES.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "gitlab-mailgate-postfix-instance-{}-{n}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        let etc = dir.join("etc");
+        fs::create_dir_all(&etc).expect("create the instance's config directory");
+        // Empty: `postfix check` creates the subdirectories and the data
+        // directory (post-install create-missing).
+        fs::create_dir_all(dir.join("queue")).expect("create the instance's queue directory");
+        // Postfix's daemons (user postfix) must reach the queue below it.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let pf = Postfix {
+            config: etc.display().to_string(),
+            log: dir.join("maillog"),
+            smtp_addr: format!("127.0.0.1:{}", crate::mailgate::free_port()),
+            dir,
+            system_config_hash,
+        };
         for (path, text) in &setup.files {
             fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         }
 
-        // Debian's pristine master.cf; main.cf empty ("No configuration"
-        // leaves none), then only what we set.
-        fs::copy("/etc/postfix/master.cf.proto", "/etc/postfix/master.cf")
-            .expect("restore master.cf from master.cf.proto");
-        fs::write("/etc/postfix/main.cf", "").expect("empty main.cf");
-        // A queue left over from an earlier (failed) run would be delivered
-        // now. Emptied before maillog_file is set: with Postfix down,
-        // postsuper would write that file itself, as a user who cannot.
-        run("/usr/sbin/postsuper", &["-d", "ALL"]);
-        let maillog = format!("maillog_file={LOG_FILE}");
-        postconf(&[
+        // Debian's pristine master.cf; main.cf empty, then only what we set.
+        fs::copy(
+            Path::new(SYSTEM_CONFIG).join("master.cf.proto"),
+            etc.join("master.cf"),
+        )
+        .expect("copy Debian's master.cf.proto");
+        fs::write(etc.join("main.cf"), "").expect("empty main.cf");
+        let queue = format!("queue_directory={}", pf.dir.join("queue").display());
+        let data = format!("data_directory={}", pf.dir.join("data").display());
+        // postlogd only writes below an allowed prefix (default /var).
+        let log_prefix = format!("maillog_file_prefixes={}", pf.dir.display());
+        let maillog = format!("maillog_file={}", pf.log.display());
+        pf.postconf(&[
             "-e",
             "compatibility_level=3.6",
+            &queue,
+            &data,
             "myhostname=mailgate-test.localdomain",
             "mydomain=localdomain",
             "myorigin=$myhostname",
@@ -94,6 +129,7 @@ impl Postfix {
             "inet_protocols=ipv4",
             "mynetworks=127.0.0.0/8",
             "smtpd_peername_lookup=no",
+            &log_prefix,
             &maillog,
             // Verification results only in memory: none from an earlier run.
             "address_verify_map=",
@@ -103,47 +139,72 @@ impl Postfix {
             "maximal_backoff_time=10s",
         ]);
         for (name, value) in &setup.main_cf {
-            postconf(&["-e", &format!("{name}={value}")]);
+            pf.postconf(&["-e", &format!("{name}={value}")]);
         }
         for entry in &setup.master_cf {
-            append_master_entry(entry);
+            pf.append_master_entry(entry);
         }
         // Debian's init script copies files into the chroot; without it,
         // chrooted services would fail.
-        postconf(&["-F", "*/*/chroot = n"]);
+        pf.postconf(&["-F", "*/*/chroot = n"]);
         // Only our smtpd: no port 25.
-        postconf(&["-MX", "smtp/inet"]);
-        postconf(&[
-            "-M",
-            "127.0.0.1:2525/inet=127.0.0.1:2525 inet n - n - - smtpd",
-        ]);
-        run("/usr/sbin/postfix", &["check"]);
-
-        let _ = fs::remove_file(LOG_FILE);
-        run("/usr/sbin/postfix", &["start"]);
-        let pf = Postfix { _lock: lock };
+        pf.postconf(&["-MX", "smtp/inet"]);
+        let smtpd = format!("{a}/inet={a} inet n - n - - smtpd", a = pf.smtp_addr);
+        pf.postconf(&["-M", &smtpd]);
+        pf.postfix("check");
+        pf.postfix("start");
         pf.wait_for("smtpd to listen", || {
-            TcpStream::connect(SMTP_ADDR).ok().map(|_| ())
+            TcpStream::connect(&pf.smtp_addr).ok().map(|_| ())
         });
         pf
+    }
+
+    /// `postconf -c DIR args…`.
+    fn postconf(&self, args: &[&str]) {
+        let mut all = vec!["-c", self.config.as_str()];
+        all.extend_from_slice(args);
+        run("/usr/sbin/postconf", &all);
+    }
+
+    /// `postfix -c DIR command`.
+    fn postfix(&self, command: &str) {
+        run("/usr/sbin/postfix", &["-c", &self.config, command]);
+    }
+
+    /// Adds one master.cf service with `postconf -M`, which takes the entry
+    /// as a single line: continuation lines are joined.
+    fn append_master_entry(&self, entry: &str) {
+        let line = entry.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut fields = line.split(' ');
+        let (name, kind) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
+        self.postconf(&["-M", &format!("{name}/{kind}={line}")]);
     }
 
     /// Sends `message` from the null sender to `rcpt` over SMTP and returns
     /// Postfix's queue id.
     pub fn send(&self, rcpt: &str, message: &str) -> String {
         self.try_send(rcpt, message)
-            .unwrap_or_else(|e| panic!("SMTP to {SMTP_ADDR}: {e}"))
+            .unwrap_or_else(|e| panic!("SMTP to {}: {e}", self.smtp_addr))
     }
 
     /// Like [`send`](Self::send), but a refusal is returned: the error
     /// holds the server's reply (`550 5.1.1 …`) when Postfix refused.
     pub fn try_send(&self, rcpt: &str, message: &str) -> Result<String, String> {
-        smtp_send(rcpt, message)
+        smtp_send(&self.smtp_addr, rcpt, message)
+    }
+
+    /// The lines of this instance's log so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// The log lines containing `text`.
     pub fn log_matching(&self, text: &str) -> Vec<String> {
-        log_lines()
+        self.log_lines()
             .into_iter()
             .filter(|l| l.contains(text))
             .collect()
@@ -155,7 +216,7 @@ impl Postfix {
         let want = format!("{queue_id}: to=<{rcpt}>");
         let word = format!("status={status} ");
         let line = self.wait_for(&format!("{want} {word}"), || {
-            log_lines()
+            self.log_lines()
                 .into_iter()
                 .find(|l| l.contains(&want) && l.contains(&word))
         });
@@ -166,7 +227,7 @@ impl Postfix {
     /// The `status=` lines for `queue_id` and `rcpt` so far.
     pub fn statuses(&self, queue_id: &str, rcpt: &str) -> Vec<String> {
         let want = format!("{queue_id}: to=<{rcpt}>");
-        log_lines()
+        self.log_lines()
             .into_iter()
             .filter(|l| l.contains(&want) && l.contains("status="))
             .collect()
@@ -174,13 +235,13 @@ impl Postfix {
 
     /// `postqueue -f`: retry everything in the queue now.
     pub fn flush(&self) {
-        run("/usr/sbin/postqueue", &["-f"]);
+        run("/usr/sbin/postqueue", &["-c", &self.config, "-f"]);
     }
 
     /// The queue (`active`, `deferred`, …) holding `queue_id`, if any,
     /// from `postqueue -j`.
     pub fn queue_of(&self, queue_id: &str) -> Option<String> {
-        let listing = run("/usr/sbin/postqueue", &["-j"]);
+        let listing = run("/usr/sbin/postqueue", &["-c", &self.config, "-j"]);
         let id = format!("\"queue_id\": \"{queue_id}\"");
         let line = listing.lines().find(|l| l.contains(&id))?;
         json_string(line, "queue_name")
@@ -238,68 +299,103 @@ impl Postfix {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+
+    /// Whether this instance's master process runs.
+    fn running(&self) -> bool {
+        Command::new("/usr/sbin/postfix")
+            .args(["-c", &self.config, "status"])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// Stops the instance and waits (at most 10 s) until its master is
+    /// gone; returns whether it is.
+    fn stop(&self) -> bool {
+        if !self.running() {
+            return true;
+        }
+        let _ = Command::new("/usr/sbin/postfix")
+            .args(["-c", &self.config, "stop"])
+            .output();
+        for _ in 0..100 {
+            if !self.running() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    /// The last 30 lines of the log.
+    fn log_tail(&self) -> String {
+        let lines = self.log_lines();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
 }
 
 impl Drop for Postfix {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("Postfix log tail:\n{}", log_tail());
+        let failing = std::thread::panicking();
+        if failing {
+            eprintln!("Postfix log tail:\n{}", self.log_tail());
         }
-        // While Postfix runs, postsuper logs through postlogd.
-        let _ = Command::new("/usr/sbin/postsuper")
-            .args(["-d", "ALL"])
-            .output();
-        if !stop_postfix() {
-            eprintln!("warning: Postfix did not stop within 10 s");
+        let stopped = self.stop();
+        if !stopped {
+            eprintln!(
+                "warning: Postfix ({}) did not stop within 10 s",
+                self.config
+            );
+        }
+        if failing || !stopped {
+            eprintln!("kept {} for inspection", self.dir.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+        // Every test that starts Postfix proves it left the machine's alone.
+        if !failing {
+            assert_eq!(
+                tree_hash(Path::new(SYSTEM_CONFIG)),
+                self.system_config_hash,
+                "{SYSTEM_CONFIG} changed while a test's own Postfix ran"
+            );
         }
     }
 }
 
-/// Stops a running Postfix and waits (at most 10 s) until its master is
-/// gone; returns whether it is.
-fn stop_postfix() -> bool {
-    let running = || {
-        Command::new("/usr/sbin/postfix")
-            .arg("status")
-            .stderr(std::process::Stdio::null())
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !running() {
-        return true;
-    }
-    let _ = Command::new("/usr/sbin/postfix").arg("stop").output();
-    for _ in 0..100 {
-        if !running() {
-            return true;
+/// SHA-256 over every path, mode, link target and file content below
+/// `root`, in sorted order: equal hashes mean an unchanged tree.
+pub fn tree_hash(root: &Path) -> String {
+    fn walk(path: &Path, hasher: &mut Sha256) {
+        hasher.update(path.as_os_str().as_encoded_bytes());
+        let Ok(meta) = fs::symlink_metadata(path) else {
+            hasher.update(b"\0missing\0");
+            return;
+        };
+        hasher.update(meta.permissions().mode().to_le_bytes());
+        if meta.file_type().is_symlink() {
+            let target = fs::read_link(path).unwrap_or_default();
+            hasher.update(target.as_os_str().as_encoded_bytes());
+        } else if meta.is_dir() {
+            let mut entries: Vec<PathBuf> = fs::read_dir(path)
+                .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .unwrap_or_default();
+            entries.sort();
+            for entry in entries {
+                walk(&entry, hasher);
+            }
+        } else {
+            hasher.update(fs::read(path).unwrap_or_default());
         }
-        std::thread::sleep(Duration::from_millis(100));
+        hasher.update(b"\0");
     }
-    false
-}
-
-/// Adds one master.cf service with `postconf -M`, which takes the entry
-/// as a single line: continuation lines are joined.
-fn append_master_entry(entry: &str) {
-    let line = entry.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut fields = line.split(' ');
-    let (name, kind) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
-    postconf(&["-M", &format!("{name}/{kind}={line}")]);
-}
-
-/// The lines of Postfix's log file so far.
-pub fn log_lines() -> Vec<String> {
-    fs::read_to_string(LOG_FILE)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
+    let mut hasher = Sha256::new();
+    walk(root, &mut hasher);
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// The last 30 lines of Postfix's log.
-fn log_tail() -> String {
-    let lines = log_lines();
-    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
 /// The string value of `"key": "…"` in one line of `postqueue -j` output
@@ -311,8 +407,8 @@ fn json_string(line: &str, key: &str) -> Option<String> {
 }
 
 /// A minimal SMTP client: EHLO, MAIL FROM:<>, one RCPT, DATA.
-fn smtp_send(rcpt: &str, message: &str) -> Result<String, String> {
-    let stream = TcpStream::connect(SMTP_ADDR).map_err(|e| e.to_string())?;
+fn smtp_send(addr: &str, rcpt: &str, message: &str) -> Result<String, String> {
+    let stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;

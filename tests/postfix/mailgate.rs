@@ -289,7 +289,9 @@ impl Drop for Serve {
 }
 
 /// The uid and gid of [`USER`], created as a system user when absent (the
-/// package's postinst does the same).
+/// package's postinst does the same). Test threads and test processes
+/// (`cargo nextest` runs each test in its own) take turns through a lock
+/// file, so only one of them ever runs `useradd`.
 fn ensure_user() -> (u32, u32) {
     let id = |flag: &str| {
         Command::new("id")
@@ -299,21 +301,42 @@ fn ensure_user() -> (u32, u32) {
             .filter(|o| o.status.success())
             .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
     };
+    let lock_path = std::env::temp_dir().join("gitlab-mailgate-tests-useradd.lock");
+    let lock = fs::File::create(&lock_path).expect("create the useradd lock file");
+    lock.lock().expect("lock the useradd lock file");
     if id("-u").is_none() {
-        run(
-            "/usr/sbin/useradd",
-            &[
+        // A group left behind (by a package purge that kept it) is reused.
+        let group_exists = Command::new("getent")
+            .args(["group", USER])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let group = if group_exists {
+            ["--gid", USER]
+        } else {
+            ["--user-group", "--system"]
+        };
+        let out = Command::new("/usr/sbin/useradd")
+            .args(group)
+            .args([
                 "--system",
-                "--user-group",
                 "--no-create-home",
                 "--home-dir",
                 "/nonexistent",
                 "--shell",
                 "/usr/sbin/nologin",
                 USER,
-            ],
+            ])
+            .output()
+            .expect("run useradd");
+        // 9: the user exists after all (made outside this lock): fine.
+        assert!(
+            out.status.success() || out.status.code() == Some(9),
+            "useradd {USER} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
         );
     }
+    drop(lock);
     match (id("-u"), id("-g")) {
         (Some(u), Some(g)) => (u, g),
         _ => panic!("cannot find or create the user {USER}"),

@@ -199,7 +199,7 @@ fn pipe_delivers_both_mailboxes_bounces_unknown_defers_on_gitlab_error() {
         .count();
     assert!(failed >= 1, "the stand-in never answered 500");
     // pipe(8) puts the command's output into Postfix's log lines.
-    env.assert_no_secrets(&harness::log_lines().join("\n"));
+    env.assert_no_secrets(&pf.log_lines().join("\n"));
 }
 
 /// Delivery through `serve`: both mailboxes, an unknown recipient refused at
@@ -244,7 +244,7 @@ fn lmtp_end_to_end(variant: Variant, tag: &str) {
         restarted = Some(env.gitlab(&outs[1], "ok"));
     });
     env.assert_no_secrets(&serve.log_text());
-    env.assert_no_secrets(&harness::log_lines().join("\n"));
+    env.assert_no_secrets(&pf.log_lines().join("\n"));
     // GitLab stays up until Postfix has stopped.
     drop(pf);
     drop(restarted);
