@@ -1,22 +1,15 @@
 //! Byte-level readers under the LMTP session: command lines with a hard
-//! length limit, and DATA bodies with a size limit. They only frame bytes;
+//! length limit, DATA bodies with a size limit, and BDAT chunks. They only frame bytes;
 //! what a line or a body means is the session's business.
 //!
-//! Both readers take what they need from the front of a slice and say how
-//! much they took, so pipelined bytes after a line or after the final dot
-//! stay with the caller. Neither ever holds more than its limit (plus
-//! [`DATA_STEP`] for a body), whatever the client sends.
-
-use smtp_proto::request::receiver::DataReceiver;
+//! The readers take what they need from the front of a slice and say how
+//! much they took, so pipelined bytes after a line, a chunk or the final
+//! dot stay with the caller. None ever holds more than its limit, whatever
+//! the client sends.
 
 /// Longest command line accepted, line ending included (smtp-proto uses
 /// the same number, but only for lines that arrive in several reads).
 pub const MAX_LINE: usize = 4096;
-
-/// How many bytes of a body are handed to smtp-proto's receiver at once;
-/// a body can pass the size limit by at most this much before it is
-/// dropped, because the receiver itself never stops growing.
-pub const DATA_STEP: usize = 64 * 1024;
 
 /// A command line being put together from the input.
 pub enum LineReader {
@@ -74,7 +67,7 @@ impl LineReader {
     }
 }
 
-/// How a DATA body ended.
+/// How a message body ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum BodyEnd {
     /// The message, dot-unstuffed, without the final `.CRLF`.
@@ -83,129 +76,133 @@ pub enum BodyEnd {
     TooLarge,
 }
 
-/// A DATA body being read, up to the `CRLF.CRLF` that ends it.
-pub enum DataBody {
-    /// Under the limit so far: keeping the bytes.
-    Keeping {
-        /// smtp-proto's un-stuffing receiver.
-        receiver: DataReceiver,
-        /// The message so far.
-        message: Vec<u8>,
-        /// The size limit.
-        limit: usize,
-    },
-    /// Over the limit: reading to the final dot and keeping nothing.
-    Dropping(Dropped),
+/// Where a DATA body is with respect to lines. Only CR LF ends a line: a
+/// bare LF or CR is content, so a dot after one is content too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// At the start of a line (the body's first byte, or after CR LF).
+    LineStart,
+    /// Inside a line; the last byte was not CR.
+    Text,
+    /// Inside a line, just after a CR.
+    Cr,
+    /// After a dot at the start of a line (held back: stuffing or the end).
+    Dot,
+    /// After a line-start dot and a CR (held back: the end if LF follows).
+    DotCr,
 }
 
-/// What is left of a body that went over the limit: the receiver, and
-/// the last [`TAIL`] bytes it produced, to tell a strict end by (see
-/// [`strict_end`]).
-pub struct Dropped {
-    receiver: DataReceiver,
-    tail: Vec<u8>,
-}
-
-/// Bytes kept of a dropped body: [`strict_end`] looks at two, and the
-/// receiver may take back one (a CR it held) when the body ends.
-const TAIL: usize = 3;
-
-/// A receiver that is at the start of a line.
-fn line_start_receiver() -> DataReceiver {
-    let mut receiver = DataReceiver::new();
-    // smtp-proto 0.2.5 does not treat the start of the body as the
-    // start of a line: an empty message (`.CRLF` at once) would never
-    // end and a leading `..x` would keep both dots. Showing it a CRLF
-    // (into a scratch buffer) puts it at the start of a line.
-    receiver.ingest(&mut b"\r\n".iter(), &mut Vec::new());
-    receiver
-}
-
-/// Whether the body the receiver just ended really ended with
-/// `CRLF.CRLF`. smtp-proto 0.2.5 also ends it at `CRLF.` followed by
-/// several CRs and an LF, which would let a client smuggle commands in a
-/// message (SMTP smuggling). It drops the dot and the final CR LF, so after
-/// a strict end the output ends with the CRLF before the dot (or is empty,
-/// at the very start); after `CRLF.CR CR… LF` it ends with a CR.
-fn strict_end(output: &[u8]) -> bool {
-    output.is_empty() || output.ends_with(b"\r\n")
+/// A DATA body (RFC 5321 §4.5.2) being read up to the line that is
+/// exactly `.` CR LF; a leading dot of any other line is removed. Nothing
+/// else ends it: `CRLF.LF` or `CRLF.CR CR LF` is content, so no command
+/// can be smuggled behind a lenient end of data.
+pub struct DataBody {
+    at: At,
+    /// The message so far; `None` once it went over the limit.
+    message: Option<Vec<u8>>,
+    limit: usize,
 }
 
 impl DataBody {
     /// Starts a body that may be at most `limit` bytes long.
     pub fn new(limit: usize) -> DataBody {
-        DataBody::Keeping {
-            receiver: line_start_receiver(),
-            message: Vec::new(),
+        DataBody {
+            at: At::LineStart,
+            message: Some(Vec::new()),
             limit,
         }
+    }
+
+    /// How many bytes of the message are held (never more than the limit).
+    pub fn kept(&self) -> usize {
+        self.message.as_ref().map_or(0, Vec::len)
+    }
+
+    /// True once the body has gone over the limit and is only read to its end.
+    pub fn dropping(&self) -> bool {
+        self.message.is_none()
     }
 
     /// Takes bytes from the front of `input`, up to the end of the body at
     /// most. Returns how many bytes were used and, once the final dot has
     /// been read, how the body ended.
     pub fn ingest(&mut self, input: &[u8]) -> (usize, Option<BodyEnd>) {
-        let mut used = 0;
-        while used < input.len() {
-            let step = &input[used..input.len().min(used + DATA_STEP)];
-            match self {
-                DataBody::Keeping {
-                    receiver,
-                    message,
-                    limit,
-                } => {
-                    let (n, done) = consume(step, |it| receiver.ingest(it, message));
-                    used += n;
-                    if done && !strict_end(message) {
-                        // Not the end: that line was `.CR…CR LF`, content.
-                        // Give back the CR LF the receiver took, go on.
-                        message.extend_from_slice(b"\r\n");
-                        *receiver = line_start_receiver();
-                    } else if done && message.len() > *limit {
-                        return (used, Some(BodyEnd::TooLarge));
-                    } else if done {
-                        return (used, Some(BodyEnd::Message(std::mem::take(message))));
-                    }
-                    // The receiver holds the CR after a line-start dot until
-                    // it knows whether the LF that ends the body follows: one
-                    // byte of slack, or a message of exactly the limit
-                    // would be dropped when it comes byte by byte.
-                    if message.len() > limit.saturating_add(1) {
-                        let tail = message[message.len().saturating_sub(TAIL)..].to_vec();
-                        let receiver = std::mem::replace(receiver, DataReceiver::new());
-                        *self = DataBody::Dropping(Dropped { receiver, tail });
-                    }
-                }
-                DataBody::Dropping(Dropped { receiver, tail }) => {
-                    let (n, done) = consume(step, |it| receiver.ingest(it, tail));
-                    used += n;
-                    if done && strict_end(tail) {
-                        return (used, Some(BodyEnd::TooLarge));
-                    }
-                    if done {
-                        *receiver = line_start_receiver();
-                    }
-                    let old = tail.len().saturating_sub(TAIL);
-                    tail.drain(..old);
-                    if done {
-                        tail.extend_from_slice(b"\r\n");
-                    }
+        let mut i = 0;
+        while i < input.len() {
+            if self.at == At::Text {
+                // The common case: copy up to the next CR at once.
+                let run = input[i..].iter().position(|&b| b == b'\r');
+                let end = run.map_or(input.len(), |n| i + n);
+                self.keep(&input[i..end]);
+                i = end;
+                if i == input.len() {
+                    break;
                 }
             }
+            let byte = input[i];
+            i += 1;
+            self.at = match (self.at, byte) {
+                (At::LineStart, b'.') => At::Dot,
+                (At::Dot, b'\r') => At::DotCr,
+                (At::DotCr, b'\n') => {
+                    let end = match self.message.take() {
+                        Some(message) => BodyEnd::Message(message),
+                        None => BodyEnd::TooLarge,
+                    };
+                    return (i, Some(end));
+                }
+                (At::DotCr, _) => {
+                    // The held CR was content after all.
+                    self.keep(b"\r");
+                    self.next(byte)
+                }
+                _ => self.next(byte),
+            };
         }
-        (used, None)
+        (i, None)
+    }
+
+    /// Keeps `byte` as content; where it leaves the line.
+    fn next(&mut self, byte: u8) -> At {
+        let was_cr = self.at == At::Cr || self.at == At::DotCr;
+        self.keep(&[byte]);
+        match byte {
+            b'\r' => At::Cr,
+            b'\n' if was_cr => At::LineStart,
+            _ => At::Text,
+        }
+    }
+
+    fn keep(&mut self, bytes: &[u8]) {
+        if let Some(message) = &mut self.message {
+            if message.len() + bytes.len() > self.limit {
+                self.message = None;
+            } else {
+                message.extend_from_slice(bytes);
+            }
+        }
     }
 }
 
-/// Runs a smtp-proto receiver over `input`; returns how many bytes it
-/// took and whether it reached the end of what it was reading.
-pub fn consume(
-    input: &[u8],
-    receive: impl FnOnce(&mut std::slice::Iter<'_, u8>) -> bool,
-) -> (usize, bool) {
-    let mut it = input.iter();
-    let done = receive(&mut it);
-    (input.len() - it.as_slice().len(), done)
+/// A BDAT chunk (RFC 3030) being read: exactly its announced size, kept
+/// or, for a refused chunk, dropped.
+pub struct Chunk {
+    left: usize,
+}
+
+impl Chunk {
+    /// A chunk of `size` bytes.
+    pub fn new(size: usize) -> Chunk {
+        Chunk { left: size }
+    }
+
+    /// Takes the chunk's bytes from the front of `input`; returns them and
+    /// whether the chunk is complete.
+    pub fn ingest<'a>(&mut self, input: &'a [u8]) -> (&'a [u8], bool) {
+        let n = self.left.min(input.len());
+        self.left -= n;
+        (&input[..n], self.left == 0)
+    }
 }
 
 #[cfg(test)]
@@ -270,7 +267,7 @@ mod tests {
 
     #[test]
     fn a_dropped_body_ends_only_at_crlf_dot_crlf_too() {
-        let big = vec![b'x'; 2 * DATA_STEP];
+        let big = vec![b'x'; 2 * 64 * 1024];
         for pieces in [
             vec![&b"\r\n.\r\r\nMAIL\r\n.\r\nNOOP"[..]],
             vec![b"\r\n.\r", b"\r", b"\nMAIL\r\n.", b"\r", b"\nNOOP"],
@@ -296,11 +293,30 @@ mod tests {
 
     #[test]
     fn oversize_is_read_to_the_end_and_dropped() {
-        let big = vec![b'x'; 3 * DATA_STEP];
+        let big = vec![b'x'; 3 * 64 * 1024];
         let mut b = DataBody::new(10);
         assert_eq!(b.ingest(&big), (big.len(), None));
-        assert!(matches!(b, DataBody::Dropping(_)));
+        assert!(b.dropping());
         assert_eq!(b.ingest(b"\r\n.\r\nNOOP"), (5, Some(BodyEnd::TooLarge)));
+    }
+
+    #[test]
+    fn a_message_of_exactly_the_limit_is_kept_byte_by_byte() {
+        let mut b = DataBody::new(4);
+        for &byte in b"ab\r\n.\r" {
+            assert_eq!(b.ingest(&[byte]), (1, None));
+        }
+        assert_eq!(b.ingest(b"\n"), (1, message(b"ab\r\n")));
+        let mut b = DataBody::new(3);
+        assert_eq!(b.ingest(b"ab\r\n.\r\n"), (7, Some(BodyEnd::TooLarge)));
+    }
+
+    #[test]
+    fn chunks_take_exactly_their_size() {
+        let mut c = Chunk::new(5);
+        assert_eq!(c.ingest(b"abc"), (&b"abc"[..], false));
+        assert_eq!(c.ingest(b"deQUIT"), (&b"de"[..], true));
+        assert_eq!(Chunk::new(0).ingest(b"x"), (&b""[..], true));
     }
 
     #[test]

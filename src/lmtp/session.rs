@@ -10,12 +10,11 @@
 //! driver answers once per accepted recipient, in RCPT order (RFC 2033
 //! §4.2); refusals decided here (message too large) follow the same rule.
 
-use super::input::{consume, BodyEnd, DataBody, LineEvent, LineReader};
+use super::input::{BodyEnd, Chunk, DataBody, LineEvent, LineReader};
 use crate::deliver::{printable, Route};
 use crate::outcome::Outcome;
 use crate::reply::*;
 use command::{absurd_number, bad_sequence, not_implemented, not_lmtp, parse_error, too_big, verb};
-use smtp_proto::request::receiver::{BdatReceiver, DummyDataReceiver};
 use smtp_proto::{MailFrom, Request, MAIL_BODY_BINARYMIME};
 use std::borrow::Cow;
 
@@ -77,11 +76,11 @@ enum State {
     Commands(Phase),
     /// Reading a DATA body.
     Data(Envelope, DataBody),
-    /// Reading a BDAT chunk into the message.
-    Chunk(Envelope, Vec<u8>, BdatReceiver),
+    /// Reading a BDAT chunk into the message (`true`: the last chunk).
+    Chunk(Envelope, Vec<u8>, Chunk, bool),
     /// Swallowing a refused BDAT chunk; then send the replies and go on
     /// in the phase given.
-    Discard(DummyDataReceiver, Vec<Reply>, Phase),
+    Discard(Chunk, Vec<Reply>, Phase),
     /// QUIT answered: input is ignored.
     Closed,
 }
@@ -184,24 +183,21 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
                 (used, None) => (used, State::Data(envelope, body)),
                 (used, Some(end)) => (used, self.end_data(envelope, end, out)),
             },
-            State::Chunk(envelope, mut message, mut receiver) => {
-                match consume(input, |it| receiver.ingest(it, &mut message)) {
-                    (used, false) => (used, State::Chunk(envelope, message, receiver)),
-                    (used, true) => (
-                        used,
-                        self.end_chunk(envelope, message, receiver.is_last, out),
-                    ),
+            State::Chunk(envelope, mut message, mut chunk, last) => {
+                let (bytes, done) = chunk.ingest(input);
+                message.extend_from_slice(bytes);
+                match done {
+                    false => (bytes.len(), State::Chunk(envelope, message, chunk, last)),
+                    true => (bytes.len(), self.end_chunk(envelope, message, last, out)),
                 }
             }
-            State::Discard(mut receiver, replies, phase) => {
-                match consume(input, |it| receiver.ingest(it)) {
-                    (used, false) => (used, State::Discard(receiver, replies, phase)),
-                    (used, true) => {
-                        replies.iter().for_each(|r| out.reply(r));
-                        (used, State::Commands(phase))
-                    }
+            State::Discard(mut chunk, replies, phase) => match chunk.ingest(input) {
+                (bytes, false) => (bytes.len(), State::Discard(chunk, replies, phase)),
+                (bytes, true) => {
+                    replies.iter().for_each(|r| out.reply(r));
+                    (bytes.len(), State::Commands(phase))
                 }
-            }
+            },
             State::Commands(phase) => match self.line.ingest(input) {
                 (used, None) => (used, State::Commands(phase)),
                 (used, Some(LineEvent::TooLong)) => {

@@ -68,7 +68,7 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
         if size == 0 {
             return self.end_chunk(envelope, message, last, out);
         }
-        State::Chunk(envelope, message, BdatReceiver::new(size, last))
+        State::Chunk(envelope, message, Chunk::new(size), last)
     }
 
     pub(super) fn end_chunk(
@@ -135,5 +135,5 @@ pub(super) fn discard(size: usize, replies: Vec<Reply>, phase: Phase, out: &mut 
         replies.iter().for_each(|r| out.reply(r));
         return State::Commands(phase);
     }
-    State::Discard(DummyDataReceiver::new_bdat(size), replies, phase)
+    State::Discard(Chunk::new(size), replies, phase)
 }
