@@ -61,14 +61,18 @@ impl Deliverer {
             .iter()
             .map(|route| {
                 let mailbox = &self.config.mailboxes[route.mailbox];
+                // One address for the posted `Delivered-To:` line and for the
+                // key lookup: the logged key is the one GitLab finds in the
+                // posted bytes.
+                let delivered_to = mailbox.template.delivered_to(&route.recipient);
                 let outcome = if message.len() > self.config.max_message_size {
                     Outcome::TooLarge
                 } else {
                     self.client
-                        .post(mailbox.kind, &mailbox.secret_file, &route.recipient, message)
+                        .post(mailbox.kind, &mailbox.secret_file, &delivered_to, message)
                 };
                 let key = headers
-                    .gitlab_key(&mailbox.template, &self.config.gitlab.host, &route.recipient)
+                    .gitlab_key(&mailbox.template, &self.config.gitlab.host, &delivered_to)
                     .map_or_else(|| "-".to_string(), |k| printable(&k));
                 log::info(&format!(
                     "{queue_id}: to=<{}>, mailbox={}, key={key}, status={} ({}), size={}, delay={}ms, message-id=<{message_id}>",
