@@ -203,6 +203,32 @@ mod tests {
     }
 
     #[test]
+    fn rcpt_key_shapes_follow_gitlabs_handlers() {
+        // No handler takes these on incoming_email.
+        assert_eq!(mailbox_of("incoming+a/b+x+y@in.example"), None);
+        assert_eq!(mailbox_of("incoming+a/b+tok+unsubscribe@in.example"), None);
+        // The Service Desk handler takes this on service_desk_email.
+        assert_eq!(mailbox_of("contact+grp/proj+tok-issue@in.example"), Some(1));
+        // Taken by a handler that can only reject them: refused.
+        assert_eq!(mailbox_of("incoming+grp/proj+@in.example"), None);
+        assert_eq!(mailbox_of("incoming++tok@in.example"), None);
+    }
+
+    #[test]
+    fn envelope_domains_route_in_any_case() {
+        let rcpt = "incoming+59d8df8370b7e95c5a49fbf86aeb2c93@IN.EXAMPLE";
+        assert_eq!(mailbox_of(rcpt), Some(0));
+        let routed = route(&boxes(), rcpt).unwrap();
+        // The route keeps the recipient as given (the log line shows it);
+        // the template respells it for the posted Delivered-To.
+        assert_eq!(routed.recipient, rcpt);
+        assert_eq!(
+            boxes()[0].template.delivered_to(&routed.recipient),
+            "incoming+59d8df8370b7e95c5a49fbf86aeb2c93@in.example"
+        );
+    }
+
+    #[test]
     fn control_characters_never_route() {
         assert_eq!(mailbox_of("incoming@in.example\n"), None);
         assert_eq!(mailbox_of("any\r\nX-Evil: 1@in.example"), None);

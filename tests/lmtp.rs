@@ -244,3 +244,31 @@ fn envelope_domain_in_capitals_reaches_its_key() {
         .unwrap_or_else(|| panic!("no log line for {rcpt}:\n{log}"));
     assert_eq!(logged_key(line), KEY);
 }
+
+#[test]
+fn rcpt_accepts_exactly_the_key_shapes_gitlabs_handlers_take() {
+    let (env, _standin) = TestEnv::with_standin("ok", |_| {});
+    let server = Server::start(&env);
+    let mut c = server.connect();
+    c.hello();
+    c.cmd("MAIL FROM:<alice@example.org>", 250, "2.1.0");
+    for (rcpt, code, enhanced) in [
+        ("incoming+a/b+x+y@incoming.example.com", 550, "5.1.1"),
+        (
+            "incoming+a/b+tok+unsubscribe@incoming.example.com",
+            550,
+            "5.1.1",
+        ),
+        ("incoming+grp/proj+@incoming.example.com", 550, "5.1.1"),
+        ("incoming++tok@incoming.example.com", 550, "5.1.1"),
+        (
+            "contact+grp/proj+tok-issue@incoming.example.com",
+            250,
+            "2.1.5",
+        ),
+        ("incoming+grp/proj+tok@incoming.example.com", 250, "2.1.5"),
+    ] {
+        c.cmd(&format!("RCPT TO:<{rcpt}>"), code, enhanced);
+    }
+    c.cmd("QUIT", 221, "2.0.0");
+}
