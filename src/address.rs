@@ -6,8 +6,18 @@
 //! anchored, optionally inside `<…>`. Because everything around `%{key}` is
 //! literal, that regex matches exactly when the address starts with the part
 //! before `%{key}` and ends with the part after it; [`Template::key_of`] does
-//! that comparison without a regex. Domains compare case-insensitively (DNS
-//! does), local parts case-sensitively (GitLab does). Pure functions only.
+//! that comparison without a regex.
+//!
+//! Two kinds of matching, on purpose:
+//! - in headers ([`Template::key_of`]) everything is case-sensitive, the
+//!   domain included, because GitLab's regex is (`mail_key.rb` in GitLab's
+//!   `gitlab-email_handler` gem): the key we log must be the key GitLab finds;
+//! - the envelope recipient ([`Template::match_recipient`]) compares the
+//!   domain case-insensitively (RFC 5321 §2.4), and
+//!   [`Template::delivered_to`] then spells the domain as the template does,
+//!   so the `Delivered-To:` line we post still gives GitLab the key.
+//!
+//! Pure functions only.
 
 use std::fmt;
 
@@ -23,7 +33,7 @@ pub struct Template {
     /// The local part with `%{key}` and one adjacent `+`/`-` removed:
     /// GitLab's "dedicated address" for the same mailbox.
     base_local: String,
-    /// The domain, lowercased.
+    /// The domain, spelled as in the template.
     domain: String,
 }
 
@@ -90,28 +100,38 @@ impl Template {
             suffix: suffix.to_string(),
             has_key,
             base_local,
-            domain: domain.to_ascii_lowercase(),
+            domain: domain.to_string(),
         })
     }
 
-    /// The domain of the template, lowercased.
+    /// The domain of the template, spelled as written there.
     pub fn domain(&self) -> &str {
         &self.domain
     }
 
-    /// The key in `address` as GitLab's regex would capture it, if the
-    /// address matches the template. `<…>` around the address is allowed.
+    /// The key in a header value, as GitLab's regex `\A<?TEMPLATE>?\z`
+    /// captures it: an optional `<` before and `>` after (each on its own,
+    /// as in the regex), and every character compared case-sensitively,
+    /// the domain included.
     pub fn key_of<'a>(&self, address: &'a str) -> Option<&'a str> {
-        self.key_in(strip_angle_brackets(address.trim()))
+        let a = address.trim();
+        let a = a.strip_prefix('<').unwrap_or(a);
+        let a = a.strip_suffix('>').unwrap_or(a);
+        self.key_in(a, str::eq)
     }
 
-    /// The key in exactly `address`: no white space or brackets around it.
-    fn key_in<'a>(&self, address: &'a str) -> Option<&'a str> {
+    /// The key in exactly `address` (no white space or brackets around it),
+    /// with the domains compared by `same_domain`.
+    fn key_in<'a>(
+        &self,
+        address: &'a str,
+        same_domain: impl Fn(&str, &str) -> bool,
+    ) -> Option<&'a str> {
         if !self.has_key {
             return None;
         }
         let (local, domain) = split_address(address)?;
-        if !domain.eq_ignore_ascii_case(&self.domain) {
+        if !same_domain(domain, &self.domain) {
             return None;
         }
         let rest = local.strip_prefix(self.prefix.as_str())?;
@@ -120,10 +140,11 @@ impl Template {
     }
 
     /// Matches an envelope recipient, exactly as given: by key
-    /// (sub-addressing) or as the base address. Catch-all is the caller's
+    /// (sub-addressing) or as the base address; the domain in any case
+    /// (RFC 5321: domains are case-insensitive). Catch-all is the caller's
     /// policy, not the template's.
     pub fn match_recipient(&self, recipient: &str) -> Option<Match> {
-        if let Some(key) = self.key_in(recipient) {
+        if let Some(key) = self.key_in(recipient, str::eq_ignore_ascii_case) {
             return Some(Match::Key(key.to_string()));
         }
         let (local, domain) = split_address(recipient)?;
@@ -131,9 +152,24 @@ impl Template {
             .then_some(Match::Base)
     }
 
-    /// True when `recipient` is in the template's domain.
+    /// True when `recipient` is in the template's domain (in any case).
     pub fn in_domain(&self, recipient: &str) -> bool {
         split_address(recipient).is_some_and(|(_, d)| d.eq_ignore_ascii_case(&self.domain))
+    }
+
+    /// The address for our `Delivered-To:` line: `recipient` with its
+    /// domain spelled as in the template when it is the template's domain
+    /// in another case. GitLab matches headers case-sensitively, so
+    /// `incoming+KEY@IN.EXAMPLE.NET` would otherwise give GitLab no key
+    /// although the envelope routed it to KEY. An address in another
+    /// domain is returned as given.
+    pub fn delivered_to(&self, recipient: &str) -> String {
+        match split_address(recipient) {
+            Some((local, domain)) if domain.eq_ignore_ascii_case(&self.domain) => {
+                format!("{local}@{}", self.domain)
+            }
+            _ => recipient.to_string(),
+        }
     }
 }
 
@@ -141,12 +177,6 @@ impl Template {
 pub fn split_address(address: &str) -> Option<(&str, &str)> {
     let (local, domain) = address.rsplit_once('@')?;
     (!local.is_empty() && !domain.is_empty()).then_some((local, domain))
-}
-
-fn strip_angle_brackets(s: &str) -> &str {
-    s.strip_prefix('<')
-        .and_then(|s| s.strip_suffix('>'))
-        .unwrap_or(s)
 }
 
 #[cfg(test)]
@@ -165,7 +195,11 @@ mod tests {
             tpl.key_of("<incoming+a+b@incoming.example.com>"),
             Some("a+b")
         );
-        assert_eq!(tpl.key_of("incoming+x@INCOMING.Example.COM"), Some("x"));
+        // GitLab's regex is case-sensitive, the domain included.
+        assert_eq!(tpl.key_of("incoming+x@INCOMING.Example.COM"), None);
+        // `<?` and `>?` are independent in GitLab's regex.
+        assert_eq!(tpl.key_of("<incoming+x@incoming.example.com"), Some("x"));
+        assert_eq!(tpl.key_of("incoming+x@incoming.example.com>"), Some("x"));
         assert_eq!(tpl.key_of("incoming+@incoming.example.com"), None);
         assert_eq!(tpl.key_of("Incoming+abc@incoming.example.com"), None);
         assert_eq!(tpl.key_of("incoming+abc@other.example.com"), None);
@@ -202,6 +236,27 @@ mod tests {
             Some(Match::Base)
         );
         assert_eq!(dedicated.key_of("gitlab@d.example"), None);
+    }
+
+    #[test]
+    fn envelope_domains_match_in_any_case_and_are_respelled() {
+        let tpl = t("incoming+%{key}@In.Example.net");
+        assert_eq!(tpl.domain(), "In.Example.net");
+        assert_eq!(
+            tpl.match_recipient("incoming+k@IN.EXAMPLE.NET"),
+            Some(Match::Key("k".into()))
+        );
+        // The local part stays case-sensitive, as in GitLab.
+        assert_eq!(tpl.match_recipient("INCOMING+k@in.example.net"), None);
+        assert_eq!(
+            tpl.delivered_to("incoming+k@IN.EXAMPLE.NET"),
+            "incoming+k@In.Example.net"
+        );
+        assert_eq!(
+            tpl.key_of(&tpl.delivered_to("incoming+k@in.example.NET")),
+            Some("k")
+        );
+        assert_eq!(tpl.delivered_to("x@other.example"), "x@other.example");
     }
 
     #[test]

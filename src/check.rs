@@ -84,7 +84,7 @@ fn check_secret(report: &mut Report, mailbox: &Mailbox) {
 /// GitLab warns against receiving mail on its own domain or a parent of
 /// it: anyone could then sign up with an incoming address (GitLab issue 30366).
 fn check_domain(report: &mut Report, config: &Config, mailbox: &Mailbox) {
-    let domain = mailbox.template.domain();
+    let domain = mailbox.template.domain().to_ascii_lowercase();
     let host = config.gitlab.host.to_ascii_lowercase();
     if host == domain || host.ends_with(&format!(".{domain}")) {
         report.warn(format_args!(

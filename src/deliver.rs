@@ -61,14 +61,18 @@ impl Deliverer {
             .iter()
             .map(|route| {
                 let mailbox = &self.config.mailboxes[route.mailbox];
+                // One address for the posted `Delivered-To:` line and for the
+                // key lookup: the logged key is the one GitLab finds in the
+                // posted bytes.
+                let delivered_to = mailbox.template.delivered_to(&route.recipient);
                 let outcome = if message.len() > self.config.max_message_size {
                     Outcome::TooLarge
                 } else {
                     self.client
-                        .post(mailbox.kind, &mailbox.secret_file, &route.recipient, message)
+                        .post(mailbox.kind, &mailbox.secret_file, &delivered_to, message)
                 };
                 let key = headers
-                    .gitlab_key(&mailbox.template, &self.config.gitlab.host, &route.recipient)
+                    .gitlab_key(&mailbox.template, &self.config.gitlab.host, &delivered_to)
                     .map_or_else(|| "-".to_string(), |k| printable(&k));
                 log::info(&format!(
                     "{queue_id}: to=<{}>, mailbox={}, key={key}, status={} ({}), size={}, delay={}ms, message-id=<{message_id}>",
@@ -196,6 +200,32 @@ mod tests {
             false,
         )];
         assert!(route(&lax, "incoming+nonsense@in.example").is_some());
+    }
+
+    #[test]
+    fn rcpt_key_shapes_follow_gitlabs_handlers() {
+        // No handler takes these on incoming_email.
+        assert_eq!(mailbox_of("incoming+a/b+x+y@in.example"), None);
+        assert_eq!(mailbox_of("incoming+a/b+tok+unsubscribe@in.example"), None);
+        // The Service Desk handler takes this on service_desk_email.
+        assert_eq!(mailbox_of("contact+grp/proj+tok-issue@in.example"), Some(1));
+        // Taken by a handler that can only reject them: refused.
+        assert_eq!(mailbox_of("incoming+grp/proj+@in.example"), None);
+        assert_eq!(mailbox_of("incoming++tok@in.example"), None);
+    }
+
+    #[test]
+    fn envelope_domains_route_in_any_case() {
+        let rcpt = "incoming+59d8df8370b7e95c5a49fbf86aeb2c93@IN.EXAMPLE";
+        assert_eq!(mailbox_of(rcpt), Some(0));
+        let routed = route(&boxes(), rcpt).unwrap();
+        // The route keeps the recipient as given (the log line shows it);
+        // the template respells it for the posted Delivered-To.
+        assert_eq!(routed.recipient, rcpt);
+        assert_eq!(
+            boxes()[0].template.delivered_to(&routed.recipient),
+            "incoming+59d8df8370b7e95c5a49fbf86aeb2c93@in.example"
+        );
     }
 
     #[test]

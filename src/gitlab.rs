@@ -88,14 +88,14 @@ impl Client {
         format!("{}/api/v4/internal/mail_room/{}", self.url, mailbox.name())
     }
 
-    /// Posts `Delivered-To: <recipient>` + `message` to `mailbox`, signed
-    /// with the secret from `secret_file` (re-read every [`SECRET_TTL`], so
-    /// rotation needs no restart).
+    /// Posts [`delivered_to_line`]`(delivered_to)` + `message` to `mailbox`,
+    /// signed with the secret from `secret_file` (re-read every
+    /// [`SECRET_TTL`], so rotation needs no restart).
     pub fn post(
         &self,
         mailbox: Mailbox,
         secret_file: &Path,
-        recipient: &str,
+        delivered_to: &str,
         message: &[u8],
     ) -> Outcome {
         let secret = match self.secret(secret_file) {
@@ -107,7 +107,7 @@ impl Client {
                 )))
             }
         };
-        let prefix = format!("Delivered-To: {recipient}\r\n");
+        let prefix = delivered_to_line(delivered_to);
         let len = prefix.len() + message.len();
         let request = self
             .agent
@@ -170,6 +170,13 @@ impl Client {
             .map(str::to_string);
         Ok((response.status().as_u16(), date))
     }
+}
+
+/// The line put on top of every message we post. The key we log is looked
+/// up with the same address (see `deliver`), so it is the key GitLab finds
+/// in the posted bytes.
+pub fn delivered_to_line(delivered_to: &str) -> String {
+    format!("Delivered-To: {delivered_to}\r\n")
 }
 
 /// `iat` one second in the past: GitLab allows no leeway for the future.

@@ -2,11 +2,16 @@
 //! the key GitLab will use, the Message-ID, and Postfix's queue id.
 //!
 //! Only the header section is parsed (a 25 MB body is never walked). The
-//! key lookup follows GitLab's receiver: the headers below, in this order,
-//! repeated headers in the order they appear, first hit wins.
+//! key lookup follows GitLab's `MailKey` (`gems/gitlab-email_handler/lib/
+//! gitlab/email_handler/mail_key.rb`): the headers below, in this order,
+//! repeated headers in the order they appear, first hit wins; every match
+//! case-sensitive; `To`/`Cc` only as parsable address lists (see
+//! [`addresses`]); `References` only when it holds two or more ids.
 
 use crate::address::Template;
-use mail_parser::{HeaderValue, Message, MessageParser};
+use mail_parser::{Message, MessageParser};
+
+mod addresses;
 
 /// The headers GitLab searches for a key, in its order.
 const KEY_HEADERS: [&str; 10] = [
@@ -39,9 +44,10 @@ impl<'a> Headers<'a> {
         }
     }
 
-    /// The key GitLab will find for `template`, given that the delivery adds
-    /// `Delivered-To: <delivered_to>` on top. `reply_host` is GitLab's host,
-    /// for `References: <reply-KEY@host>`.
+    /// The key GitLab will find for `template` in the bytes we post: the
+    /// message with `Delivered-To: <delivered_to>` on top (pass exactly the
+    /// address the post writes, [`crate::address::Template::delivered_to`]).
+    /// `reply_host` is GitLab's host, for `References: <reply-KEY@host>`.
     pub fn gitlab_key(
         &self,
         template: &Template,
@@ -64,11 +70,8 @@ impl<'a> Headers<'a> {
                 let raw = &self.raw[header.offset_start() as usize..header.offset_end() as usize];
                 let raw = String::from_utf8_lossy(raw);
                 let found = match name {
-                    "To" | "Cc" => address_values(&header.value)
-                        .find_map(|a| template.key_of(a).map(str::to_string)),
-                    "References" => {
-                        bracketed(&raw).find_map(|id| reply_key(id, reply_host).map(str::to_string))
-                    }
+                    "To" | "Cc" => to_or_cc_key(template, &raw),
+                    "References" => references_key(&raw, reply_host),
                     "Received" => {
                         received_for(&raw).and_then(|a| template.key_of(a).map(str::to_string))
                     }
@@ -121,12 +124,30 @@ pub fn header_section(message: &[u8]) -> &[u8] {
     message
 }
 
-fn address_values<'v>(value: &'v HeaderValue<'_>) -> impl Iterator<Item = &'v str> {
-    value
-        .as_address()
-        .into_iter()
-        .flat_map(|a| a.iter())
-        .filter_map(|a| a.address.as_deref())
+/// The key in a `To`/`Cc` value: from its addresses when it parses as an
+/// address list, else from the whole (unfolded) line as one string, as the
+/// mail gem hands GitLab an unparsable field (so a broken list with one
+/// good address in it gives nothing).
+fn to_or_cc_key(template: &Template, raw: &str) -> Option<String> {
+    let unfolded: String = raw.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
+    match addresses::address_list(&unfolded) {
+        Some(list) => list
+            .iter()
+            .find_map(|a| template.key_of(a).map(str::to_string)),
+        None => template.key_of(&unfolded).map(str::to_string),
+    }
+}
+
+/// The key in a `References` value. The mail gem returns a lone message id
+/// without its brackets, and GitLab's scan for `<…>` then finds nothing: so
+/// only a header with two or more ids is searched, in order.
+fn references_key(raw: &str, reply_host: &str) -> Option<String> {
+    let ids: Vec<&str> = bracketed(raw).collect();
+    if ids.len() < 2 {
+        return None;
+    }
+    ids.iter()
+        .find_map(|id| reply_key(id, reply_host).map(str::to_string))
 }
 
 /// Every `<…>` in a header value, brackets stripped.

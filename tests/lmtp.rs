@@ -218,3 +218,57 @@ fn bad_configuration_names_the_place() {
     assert_eq!(run.code, Some(1));
     assert!(run.err().contains("config.toml:3:1:"), "{}", run.err());
 }
+
+#[test]
+fn envelope_domain_in_capitals_reaches_its_key() {
+    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let server = Server::start(&env);
+    let mut c = server.connect();
+    c.hello();
+    let rcpt = format!("incoming+{KEY}@INCOMING.EXAMPLE.COM");
+    start_data(&mut c, &[&rcpt]);
+    let msg = keyless_message("lmtp-capitals");
+    c.send(&stuffed(&msg));
+    c.expect(250, "2.0.0");
+    c.cmd("QUIT", 221, "2.0.0");
+
+    let bodies = standin.bodies();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(bodies[0].bytes, expected_body(INCOMING_RCPT, &msg));
+    assert_eq!(key_in_posted(INCOMING_TEMPLATE, &bodies[0].bytes), KEY);
+    assert!(server.wait_log("messages=1", 1), "{}", server.log_text());
+    let log = server.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("to=<{rcpt}>, mailbox=")))
+        .unwrap_or_else(|| panic!("no log line for {rcpt}:\n{log}"));
+    assert_eq!(logged_key(line), KEY);
+}
+
+#[test]
+fn rcpt_accepts_exactly_the_key_shapes_gitlabs_handlers_take() {
+    let (env, _standin) = TestEnv::with_standin("ok", |_| {});
+    let server = Server::start(&env);
+    let mut c = server.connect();
+    c.hello();
+    c.cmd("MAIL FROM:<alice@example.org>", 250, "2.1.0");
+    for (rcpt, code, enhanced) in [
+        ("incoming+a/b+x+y@incoming.example.com", 550, "5.1.1"),
+        (
+            "incoming+a/b+tok+unsubscribe@incoming.example.com",
+            550,
+            "5.1.1",
+        ),
+        ("incoming+grp/proj+@incoming.example.com", 550, "5.1.1"),
+        ("incoming++tok@incoming.example.com", 550, "5.1.1"),
+        (
+            "contact+grp/proj+tok-issue@incoming.example.com",
+            250,
+            "2.1.5",
+        ),
+        ("incoming+grp/proj+tok@incoming.example.com", 250, "2.1.5"),
+    ] {
+        c.cmd(&format!("RCPT TO:<{rcpt}>"), code, enhanced);
+    }
+    c.cmd("QUIT", 221, "2.0.0");
+}

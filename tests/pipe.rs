@@ -416,3 +416,48 @@ fn https_with_the_configured_ca_file() {
     assert!(bodies[0].bytes == expected_body(INCOMING_RCPT, &msg));
     assert!(standin.requests().iter().any(|r| r.jwt_ok));
 }
+
+#[test]
+fn envelope_domain_in_capitals_reaches_its_key() {
+    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let rcpt = format!("incoming+{KEY}@INCOMING.EXAMPLE.COM");
+    let msg = keyless_message("capitals");
+    let run = env.deliver_merged(&["--sender", "alice@example.org", &rcpt], &msg);
+    assert_eq!(run.code, Some(0), "{}", run.out());
+    let bodies = standin.bodies();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    // Our Delivered-To spells the domain as the template: GitLab's
+    // case-sensitive regex finds KEY in it.
+    assert!(bodies[0].bytes == expected_body(INCOMING_RCPT, &msg));
+    assert_eq!(key_in_posted(INCOMING_TEMPLATE, &bodies[0].bytes), KEY);
+    assert_eq!(logged_key(log_line_for(&run.out(), &rcpt)), KEY);
+}
+
+#[test]
+fn logged_key_is_the_key_gitlab_finds_in_the_posted_bytes() {
+    let (env, standin) = TestEnv::with_standin("ok", |s| {
+        s.gitlab_extra = format!("host = \"{GITLAB_HOST}\"");
+    });
+    // The base address gives no key (it all comes from the headers); the
+    // keyed one in capitals gives OTHER_KEY unless To or References win.
+    let base = "incoming@incoming.example.com";
+    let keyed = format!("incoming+{OTHER_KEY}@INCOMING.Example.COM");
+    let mut seen = Vec::new();
+    for (name, msg) in own_emails() {
+        let before = standin.bodies().len();
+        let run = env.deliver_merged(&["--sender", "alice@example.org", base, &keyed], &msg);
+        let out = run.out();
+        assert_eq!(run.code, Some(0), "{name}: {out}");
+        let bodies = standin.bodies();
+        assert_eq!(bodies.len(), before + 2, "{name}");
+        for (rcpt, body) in [base, keyed.as_str()].into_iter().zip(&bodies[before..]) {
+            let logged = logged_key(log_line_for(&out, rcpt));
+            let posted = key_in_posted(INCOMING_TEMPLATE, &body.bytes);
+            assert_eq!(logged, posted, "{name} to {rcpt}");
+            seen.push(posted);
+        }
+    }
+    // Both kinds of result occurred: some e-mails have a key, some none.
+    assert!(seen.iter().any(|k| k == KEY) && seen.iter().any(|k| k == "-"));
+    assert!(seen.iter().any(|k| k == OTHER_KEY));
+}

@@ -136,15 +136,32 @@ fn references_edge_cases() {
         key(message.as_bytes())
     };
     let reply = format!("<reply-{KEY}@{HOST}>");
-    assert_eq!(refs(&reply).as_deref(), Some(KEY));
+    // One id alone is no key (the mail gem returns it without brackets),
+    // with or without a trailing comma; two or more are searched in order.
+    assert_eq!(refs(&reply), None);
+    assert_eq!(refs(&format!("{reply},")), None);
+    assert_eq!(refs(&format!("\"{reply}\"")), None);
+    assert_eq!(refs(&format!("{reply} <a@b>")).as_deref(), Some(KEY));
+    let other = format!("<reply-{OTHER_KEY}@{HOST}>");
+    assert_eq!(
+        refs(&format!("{other} {reply}")).as_deref(),
+        Some(OTHER_KEY)
+    );
     assert_eq!(refs(&format!("<a@b> {reply}")).as_deref(), Some(KEY));
     assert_eq!(refs(&format!("<a@b>,{reply}")).as_deref(), Some(KEY));
     assert_eq!(refs(&format!("\"<a@b>,{reply}\"")).as_deref(), Some(KEY));
     // The host is compared literally; an empty key is no key.
-    assert_eq!(refs(&format!("<reply-{KEY}@other.example>")), None);
-    assert_eq!(refs(&format!("<reply-{KEY}@{HOST}.evil.example>")), None);
-    assert_eq!(refs(&format!("<reply-@{HOST}>")), None);
-    assert_eq!(refs(&format!("<note-{KEY}@{HOST}>")), None);
+    assert_eq!(refs(&format!("<a@b> <reply-{KEY}@other.example>")), None);
+    assert_eq!(
+        refs(&format!("<a@b> <reply-{KEY}@{HOST}.evil.example>")),
+        None
+    );
+    assert_eq!(
+        refs(&format!("<a@b> <reply-{KEY}@GITLAB.example.com>")),
+        None
+    );
+    assert_eq!(refs(&format!("<a@b> <reply-@{HOST}>")), None);
+    assert_eq!(refs(&format!("<a@b> <note-{KEY}@{HOST}>")), None);
 }
 
 #[test]
@@ -170,6 +187,43 @@ fn addresses_in_to_and_cc_are_parsed_not_searched() {
     let message =
         format!("Cc: Team: bob@example.org, incoming+{KEY}@incoming.example.com;\nSubject: x\n\n");
     assert_eq!(key(message.as_bytes()).as_deref(), Some(KEY));
+}
+
+#[test]
+fn rules_gitlab_showed_on_our_own_emails() {
+    // References with one id: no key, also with a trailing comma.
+    assert_eq!(key(email!("references-single-id")), None);
+    assert_eq!(key(email!("references-single-id-comma")), None);
+    // A To or Cc line that is no address list gives nothing from it...
+    assert_eq!(key(email!("to-broken-list")), None);
+    assert_eq!(key(email!("cc-broken-list")), None);
+    // ...but a `;`-separated list is a list.
+    assert_eq!(key(email!("to-semicolon-list")).as_deref(), Some(KEY));
+    // Case-sensitive, the domain included...
+    assert_eq!(key(email!("to-uppercase-domain")), None);
+    // ...which is why our Delivered-To spells the domain as the template.
+    let template = template();
+    let ours = template.delivered_to(&format!("incoming+{KEY}@INCOMING.EXAMPLE.COM"));
+    assert_eq!(ours, format!("incoming+{KEY}@incoming.example.com"));
+    assert_eq!(
+        key_with(email!("to-uppercase-domain"), &ours).as_deref(),
+        Some(KEY)
+    );
+}
+
+#[test]
+fn a_broken_list_is_matched_as_one_raw_string() {
+    let to = |value: &str| key(format!("To: {value}\nSubject: x\n\n").as_bytes());
+    let addr = format!("incoming+{KEY}@incoming.example.com");
+    // The whole line is one string: a lone unbalanced `<` still matches
+    // GitLab's `\A<?…>?\z`, anything more does not.
+    assert_eq!(to(&format!("<{addr}")).as_deref(), Some(KEY));
+    assert_eq!(to(&format!("{addr}, <broken")), None);
+    assert_eq!(to(&format!("{addr} <broken>")), None);
+    assert_eq!(
+        to(&format!("{addr}; bob@example.org")).as_deref(),
+        Some(KEY)
+    );
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! secret files and a configuration ([`TestEnv`]), the GitLab stand-in
 //! process ([`StandIn`], in `standin.rs`), running the binary with bounded
 //! time ([`run`]), a running `serve` ([`Server`], in `serve.rs`) and a raw
-//! LMTP client for it ([`Client`], in `lmtp.rs`), test certificates
+//! LMTP client for it ([`Client`], in `lmtp.rs`), what GitLab makes of a
+//! posted body (`keys.rs`), test certificates
 //! ([`tls_certificates`]) and bounded waiting ([`wait_until`]).
 //!
 //! Everything here is loopback-only and bounded: every wait has a deadline,
@@ -13,6 +14,7 @@
 #![allow(dead_code)]
 
 mod json;
+mod keys;
 mod lmtp;
 mod run;
 mod serve;
@@ -22,6 +24,8 @@ mod tls;
 // Not every test crate uses every re-export.
 #[allow(unused_imports)]
 pub use json::{parse_flat_json, Json};
+#[allow(unused_imports)]
+pub use keys::{key_in_posted, keyless_message, logged_key, own_emails, GITLAB_HOST, OTHER_KEY};
 #[allow(unused_imports)]
 pub use lmtp::{stuffed, Client, Reply, Stream, WAIT};
 #[allow(unused_imports)]
