@@ -65,7 +65,7 @@ impl Deliverer {
                     Outcome::TooLarge
                 } else {
                     self.client
-                        .post(mailbox.kind, &mailbox.secret_file, &route.recipient, message)
+                        .post(mailbox.kind, &mailbox.credential, &route.recipient, message)
                 };
                 let key = headers
                     .gitlab_key(&mailbox.template, &self.config.gitlab.host, &route.recipient)
@@ -155,7 +155,7 @@ mod tests {
         Mailbox {
             kind,
             template: Template::parse(address).unwrap(),
-            secret_file: PathBuf::new(),
+            credential: crate::jwt::Credential::Secret(PathBuf::new()),
             catch_all,
             strict_keys,
         }

@@ -133,11 +133,11 @@ fn the_example_config_parses() {
         m0.template,
         Template::parse("incoming+%{key}@incoming.example.com").unwrap()
     );
-    assert_eq!(m0.secret_file, PathBuf::from(&inc));
+    assert_eq!(m0.credential, Credential::Secret(PathBuf::from(&inc)));
     assert!(!m0.catch_all);
     assert!(m0.strict_keys, "strict_keys defaults to true");
     assert_eq!(m1.kind, MailboxKind::ServiceDesk);
-    assert_eq!(m1.secret_file, PathBuf::from(&sd));
+    assert_eq!(m1.credential, Credential::Secret(PathBuf::from(&sd)));
 
     assert_eq!(c.max_message_size, 26_214_400);
     assert_eq!(c.pipe_deadline, Duration::from_secs(120));
