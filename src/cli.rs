@@ -42,7 +42,7 @@ pub enum Command {
     /// gitlab-mailgate when it exists) and print the public key and the
     /// GitLab settings that install it.
     Keygen {
-        /// The GitLab mailbox the key signs for.
+        /// The GitLab mailbox the key signs for: incoming_email or service_desk_email.
         #[arg(value_enum, value_name = "MAILBOX")]
         mailbox: MailboxArg,
         /// Where to write the private key; an existing file is never
