@@ -9,9 +9,10 @@
 //! The `kid` is what ruby-jwt computes for an EC key with its default
 //! generator (`JWT::JWK::KidAsKeyDigest`, i.e. `JWT::JWK::EC#key_digest`):
 //! the lowercase hex SHA-256 of the DER `SEQUENCE { INTEGER x, INTEGER y }`.
-//! GitLab builds its key set with `JWT::JWK.new(key)` and sets no other
-//! generator, so that is the value it looks tokens up by. It is not the
-//! RFC 7638 thumbprint.
+//! GitLab's mail_room authenticator spec takes a key's kid as
+//! `JWT::JWK.new(key).export[:kid]`, with no generator given, and GitLab
+//! configures no other global one, so that is the value it looks tokens up
+//! by, although its comment says "RFC 7638 thumbprint".
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
