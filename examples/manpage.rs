@@ -111,7 +111,8 @@ fn description(roff: &mut Roff) {
              mailbox, Postfix hands every message to gitlab-mailgate, which posts it at \
              once to GitLab's internal API (/api/v4/internal/mail_room/incoming_email or \
              \u{2026}/service_desk_email), authenticated by a token signed with the secret \
-             GitLab shares for that mailbox.",
+             GitLab shares for that mailbox (HS256) or with a private key whose public \
+             half GitLab holds (ES256, see keygen).",
         )],
     );
     para(
@@ -340,8 +341,9 @@ fn exit_status(roff: &mut Roff) {
         roff,
         [roman(
             "With several recipients in one run, a temporary failure of any of them \
-             wins, then a permanent one. The check and serve commands exit 0 on success \
-             and non-zero when a check failed or the server could not run.",
+             wins, then a permanent one. The check, serve and keygen commands exit 0 on \
+             success and non-zero when a check failed, the server could not run or the \
+             key could not be written.",
         )],
     );
 }
@@ -358,6 +360,12 @@ fn files(roff: &mut Roff) {
             "/etc/gitlab-mailgate/incoming_email_secret",
             "GitLab's secret file for incoming_email (and service_desk_email_secret for \
              Service Desk): base64 of 32 bytes, owned root:gitlab-mailgate, mode 0640.",
+        ),
+        (
+            "/etc/gitlab-mailgate/incoming_email_signing_key.pem",
+            "An ES256 signing key (signing_key_file), as gitlab-mailgate keygen writes it: \
+             PKCS#8 PEM, EC P-256, owned root:gitlab-mailgate, mode 0640. GitLab holds \
+             its public key in the mailbox's public_key_files.",
         ),
         (
             "/etc/gitlab-mailgate/NAME.toml",

@@ -2,20 +2,26 @@
 //! with what to fix; exit 0 only when nothing failed.
 //!
 //! It proves the route to GitLab without creating anything: a POST with a
-//! deliberately invalid token must be answered 401. It never prints a
-//! secret or a token.
+//! deliberately invalid token must be answered 401. It says which token
+//! mode (HS256 or ES256) each mailbox uses, and compares the clocks. It
+//! never prints a secret, a private key or a token.
 
 use crate::config::{Config, Mailbox};
-use crate::gitlab::Client;
-use crate::secret::Secret;
+use crate::gitlab::{Client, IAT_BACKDATE_SECS};
+use crate::jwt::{Credential, Signer};
 use std::fmt::Display;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// GitLab refuses tokens from the future; we sign one second in the past.
-const MAX_SKEW_SECS: i64 = 2;
+/// Clock skew above this is a warning: half of what tokens tolerate.
+const WARN_SKEW_SECS: i64 = 60;
+
+/// Clock skew above this fails the check. Tokens still work up to
+/// [`IAT_BACKDATE_SECS`] (150 s) either way; the rest is margin for the
+/// clocks drifting further apart.
+const FAIL_SKEW_SECS: i64 = 120;
 
 #[derive(Default)]
 struct Report {
@@ -42,7 +48,7 @@ pub fn run(path: &Path) -> ExitCode {
         Ok(config) => {
             report.ok(format_args!("config {} parses", path.display()));
             for mailbox in &config.mailboxes {
-                check_secret(&mut report, mailbox);
+                check_credential(&mut report, mailbox);
                 check_domain(&mut report, &config, mailbox);
             }
             check_gitlab(&mut report, &config);
@@ -56,27 +62,45 @@ pub fn run(path: &Path) -> ExitCode {
     }
 }
 
-fn check_secret(report: &mut Report, mailbox: &Mailbox) {
+fn check_credential(report: &mut Report, mailbox: &Mailbox) {
     let name = mailbox.kind.name();
-    let file = mailbox.secret_file.display();
-    let meta = match std::fs::metadata(&mailbox.secret_file) {
+    let credential = &mailbox.credential;
+    let (setting, file) = match credential {
+        Credential::Secret(path) => ("secret_file", path.display()),
+        Credential::SigningKey { key_file, .. } => ("signing_key_file", key_file.display()),
+    };
+    let meta = match std::fs::metadata(credential.file()) {
         Ok(m) => m,
-        Err(e) => return report.fail(format_args!("{name} secret_file {file}: {e}")),
+        Err(e) => return report.fail(format_args!("{name} {setting} {file}: {e}")),
     };
     let mode = meta.mode() & 0o7777;
-    // Secret::load refuses unsafe modes too.
-    if let Err(e) = Secret::load(&mailbox.secret_file) {
-        return report.fail(format_args!("{name} secret_file {file}: {e}"));
-    }
+    // Credential::load refuses unsafe modes too.
+    let what = match credential.load() {
+        Ok(Signer::Hs256(_)) => "HS256 (shared secret): decodes to 32 bytes".to_string(),
+        Ok(Signer::Es256(key)) => format!(
+            "ES256 (GitLab needs the public key in its public_key_files): kid {}",
+            key.kid()
+        ),
+        Err(e) => return report.fail(format_args!("{name} {e}")),
+    };
     if mode & 0o004 != 0 {
         report.warn(format_args!(
-            "{name} secret_file {file} is readable by everyone (mode {mode:04o}): \
+            "{name} {setting} {file} is readable by everyone (mode {mode:04o}): \
              make it root:gitlab-mailgate 0640"
         ));
-    } else {
+    }
+    report.ok(format_args!(
+        "{name} signs {what}; {setting} {file}, mode {mode:04o} \
+         (expected root:gitlab-mailgate 0640)"
+    ));
+    if let Credential::SigningKey {
+        secret_file: Some(secret),
+        ..
+    } = credential
+    {
         report.ok(format_args!(
-            "{name} secret_file {file} decodes to 32 bytes, mode {mode:04o} \
-             (expected root:gitlab-mailgate 0640)"
+            "{name} secret_file {} is valid but unused: signing_key_file wins",
+            secret.display()
         ));
     }
 }
@@ -131,12 +155,18 @@ fn check_gitlab(report: &mut Report, config: &Config) {
                 } else {
                     0
                 };
-                if skew.abs() < MAX_SKEW_SECS {
-                    report.ok(format_args!("clock skew against GitLab {skew} s"));
-                } else {
-                    report.fail(format_args!(
-                        "clock skew against GitLab {skew} s: GitLab rejects tokens issued in its future; run NTP here and on GitLab"
-                    ));
+                let text = format_args!(
+                    "clock skew against GitLab {skew} s (tokens tolerate {IAT_BACKDATE_SECS} s \
+                     either way; warn above {WARN_SKEW_SECS}, fail above {FAIL_SKEW_SECS})"
+                );
+                match skew.abs() {
+                    s if s > FAIL_SKEW_SECS => report.fail(format_args!(
+                        "{text}: GitLab will soon refuse our tokens; run NTP here and on GitLab"
+                    )),
+                    s if s > WARN_SKEW_SECS => {
+                        report.warn(format_args!("{text}: run NTP here and on GitLab"))
+                    }
+                    _ => report.ok(text),
                 }
             }
             None => report.warn("GitLab sent no usable Date header: clock skew not checked"),

@@ -3,13 +3,13 @@
 //!
 //! Every error names the file, the line and column, and what to change.
 //! Unknown keys are errors (a typo must not silently fall back to a default).
-//! Secret files are read and checked here so a bad one is reported at once;
-//! the delivery path reads them again (at most every ten seconds), so a
-//! rotated secret takes effect without a restart.
+//! Secret and signing key files are read and checked here so a bad one is
+//! reported at once; the delivery path reads them again (at most every ten
+//! seconds), so a rotated key takes effect without a restart.
 
 use crate::address::Template;
+use crate::jwt::Credential;
 use crate::key::Mailbox as MailboxKind;
-use crate::secret::Secret;
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -58,8 +58,8 @@ pub struct Mailbox {
     pub kind: MailboxKind,
     /// The address template, e.g. `incoming+%{key}@example.com`.
     pub template: Template,
-    /// The file holding the base64 secret shared with GitLab.
-    pub secret_file: PathBuf,
+    /// How tokens for this mailbox are signed (HS256 or ES256).
+    pub credential: Credential,
     /// Accept every recipient in the template's domain.
     pub catch_all: bool,
     /// Refuse keys that fit none of GitLab's shapes.
@@ -145,7 +145,8 @@ struct RawGitlab {
 #[serde(deny_unknown_fields)]
 struct RawMailbox {
     address: Spanned<String>,
-    secret_file: Spanned<PathBuf>,
+    secret_file: Option<Spanned<PathBuf>>,
+    signing_key_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
     catch_all: bool,
     #[serde(default = "yes")]
@@ -282,16 +283,49 @@ impl Config {
             let Some(m) = section else { continue };
             let template = Template::parse(m.address.get_ref())
                 .map_err(|e| err(Some(m.address.span()), format!("address: {e}")))?;
-            Secret::load(m.secret_file.get_ref()).map_err(|e| {
-                err(
-                    Some(m.secret_file.span()),
-                    format!("secret_file {}: {e}", m.secret_file.get_ref().display()),
-                )
-            })?;
+            // Both files are checked when both are given: the secret may be
+            // what GitLab falls back to while keys change.
+            for (file, credential) in [
+                m.secret_file
+                    .as_ref()
+                    .map(|f| (f, Credential::Secret(f.get_ref().clone()))),
+                m.signing_key_file.as_ref().map(|f| {
+                    let key_file = f.get_ref().clone();
+                    (
+                        f,
+                        Credential::SigningKey {
+                            key_file,
+                            secret_file: None,
+                        },
+                    )
+                }),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                credential.load().map_err(|e| err(Some(file.span()), e))?;
+            }
+            let credential = match (m.secret_file, m.signing_key_file) {
+                (secret, Some(key)) => Credential::SigningKey {
+                    key_file: key.into_inner(),
+                    secret_file: secret.map(Spanned::into_inner),
+                },
+                (Some(secret), None) => Credential::Secret(secret.into_inner()),
+                (None, None) => {
+                    return Err(err(
+                        Some(m.address.span()),
+                        format!(
+                            "[{}] needs secret_file (HS256, GitLab's secret) or \
+                             signing_key_file (ES256, see `gitlab-mailgate keygen`)",
+                            kind.name()
+                        ),
+                    ))
+                }
+            };
             mailboxes.push(Mailbox {
                 kind,
                 template,
-                secret_file: m.secret_file.into_inner(),
+                credential,
                 catch_all: m.catch_all,
                 strict_keys: m.strict_keys,
             });

@@ -69,7 +69,7 @@ impl Deliverer {
                     Outcome::TooLarge
                 } else {
                     self.client
-                        .post(mailbox.kind, &mailbox.secret_file, &delivered_to, message)
+                        .post(mailbox.kind, &mailbox.credential, &delivered_to, message)
                 };
                 let key = headers
                     .gitlab_key(&mailbox.template, &self.config.gitlab.host, &delivered_to)
@@ -159,7 +159,7 @@ mod tests {
         Mailbox {
             kind,
             template: Template::parse(address).unwrap(),
-            secret_file: PathBuf::new(),
+            credential: crate::jwt::Credential::Secret(PathBuf::new()),
             catch_all,
             strict_keys,
         }

@@ -42,7 +42,7 @@ pub fn route_recipient(data: &[u8]) {
     let mailboxes = [Mailbox {
         kind: Kind::Incoming,
         template: tpl.clone(),
-        secret_file: PathBuf::new(),
+        credential: crate::jwt::Credential::Secret(PathBuf::new()),
         catch_all: data.first().is_some_and(|b| b & 1 == 1),
         strict_keys: true,
     }];

@@ -7,10 +7,9 @@
 //! everything that is not an answer from GitLab is a temporary failure.
 
 use crate::config::Gitlab as GitlabConfig;
-use crate::jwt;
+use crate::jwt::{self, Credential, Signer};
 use crate::key::Mailbox;
 use crate::outcome::{self, Outcome, Temporary};
-use crate::secret::{Secret, SecretError};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -33,20 +32,26 @@ pub const AUTH_HEADER: &str = "Gitlab-Mailroom-Api-Request";
 /// administrator's `update-ca-certificates` applies here too.
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
-/// How long a secret read from disk is used before the file is read again:
-/// a rotated secret takes effect within this time, without a restart, and
-/// busy servers do not read the file for every message.
+/// How long a secret or signing key read from disk is used before the file
+/// is read again: a rotated key takes effect within this time, without a
+/// restart, and busy servers do not read the file for every message.
 pub const SECRET_TTL: Duration = Duration::from_secs(10);
 
-/// Secrets recently read, by file.
-type SecretCache = Mutex<Vec<(PathBuf, Secret, Instant)>>;
+/// How far `iat` is put in the past. GitLab accepts `iat` from its own
+/// now − 300 s to its now, without leeway; backdating by B tolerates
+/// GitLab's clock being up to B behind ours and up to 300 − B ahead.
+/// The middle, 150, tolerates 150 s either way: `check` fails above 120.
+pub const IAT_BACKDATE_SECS: u64 = 150;
+
+/// Signing material recently read, by file.
+type SignerCache = Mutex<Vec<(PathBuf, Signer, Instant)>>;
 
 /// A client for one GitLab instance; cheap to share between threads.
 #[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
     url: String,
-    secrets: Arc<SecretCache>,
+    signers: Arc<SignerCache>,
 }
 
 impl Client {
@@ -79,7 +84,7 @@ impl Client {
         Ok(Client {
             agent,
             url: config.url.clone(),
-            secrets: Arc::default(),
+            signers: Arc::default(),
         })
     }
 
@@ -89,30 +94,28 @@ impl Client {
     }
 
     /// Posts [`delivered_to_line`]`(delivered_to)` + `message` to `mailbox`,
-    /// signed with the secret from `secret_file` (re-read every
-    /// [`SECRET_TTL`], so rotation needs no restart).
+    /// signed as `credential` says (its file re-read every [`SECRET_TTL`],
+    /// so rotation needs no restart).
     pub fn post(
         &self,
         mailbox: Mailbox,
-        secret_file: &Path,
+        credential: &Credential,
         delivered_to: &str,
         message: &[u8],
     ) -> Outcome {
-        let secret = match self.secret(secret_file) {
-            Ok(s) => s,
-            Err(e) => {
-                return Outcome::Temporary(Temporary::Local(format!(
-                    "{}: {e}",
-                    secret_file.display()
-                )))
-            }
+        let token = self
+            .signer(credential)
+            .and_then(|signer| jwt::token(&signer, issued_at()).map_err(|e| e.to_string()));
+        let token = match token {
+            Ok(t) => t,
+            Err(e) => return Outcome::Temporary(Temporary::Local(e)),
         };
         let prefix = delivered_to_line(delivered_to);
         let len = prefix.len() + message.len();
         let request = self
             .agent
             .post(self.endpoint(mailbox))
-            .header(AUTH_HEADER, jwt::token(&secret, issued_at()))
+            .header(AUTH_HEADER, token)
             .header("Content-Length", len.to_string())
             .content_type("text/plain");
         let result = if len <= COPY_LIMIT {
@@ -138,19 +141,20 @@ impl Client {
         }
     }
 
-    /// The secret in `path`, from the cache when read less than
-    /// [`SECRET_TTL`] ago. Errors are not cached.
-    fn secret(&self, path: &Path) -> Result<Secret, SecretError> {
-        let mut cache = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, secret, at)) = cache.iter().find(|(p, _, _)| p == path) {
+    /// The secret or key `credential` names, from the cache when read less
+    /// than [`SECRET_TTL`] ago. Errors are not cached.
+    fn signer(&self, credential: &Credential) -> Result<Signer, String> {
+        let path = credential.file();
+        let mut cache = self.signers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, signer, at)) = cache.iter().find(|(p, _, _)| p == path) {
             if at.elapsed() < SECRET_TTL {
-                return Ok(secret.clone());
+                return Ok(signer.clone());
             }
         }
-        let secret = Secret::load(path)?;
+        let signer = credential.load()?;
         cache.retain(|(p, _, _)| p != path);
-        cache.push((path.to_path_buf(), secret.clone(), Instant::now()));
-        Ok(secret)
+        cache.push((path.to_path_buf(), signer.clone(), Instant::now()));
+        Ok(signer)
     }
 
     /// Posts with a deliberately invalid token and returns GitLab's status:
@@ -179,11 +183,12 @@ pub fn delivered_to_line(delivered_to: &str) -> String {
     format!("Delivered-To: {delivered_to}\r\n")
 }
 
-/// `iat` one second in the past: GitLab allows no leeway for the future.
+/// `iat` [`IAT_BACKDATE_SECS`] in the past: GitLab allows no leeway for
+/// the future, and its clock may be behind ours.
 fn issued_at() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs().saturating_sub(1))
+        .map_or(0, |d| d.as_secs().saturating_sub(IAT_BACKDATE_SECS))
 }
 
 fn transport_error(e: &ureq::Error) -> Temporary {

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use gitlab_mailgate::cli::{Cli, Command};
-use gitlab_mailgate::{check, lmtp, outcome, pipe};
+use gitlab_mailgate::{check, keygen, lmtp, outcome, pipe};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         } => pipe::run(&config.path, sender.as_deref(), &recipients),
         Command::Serve { config } => lmtp::server::run(&config.path),
         Command::Check { config } => check::run(&config.path),
+        Command::Keygen { mailbox, out } => keygen::run(mailbox.into(), out.as_deref()),
     }
 }
 

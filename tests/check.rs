@@ -62,3 +62,64 @@ fn warns_when_the_incoming_domain_is_gitlabs_own() {
         "{text}"
     );
 }
+
+#[test]
+fn reports_which_token_mode_each_mailbox_uses() {
+    let keys = common::TempDir::new();
+    let (key, public) = common::keygen(keys.path(), "incoming_email", "in.pem");
+    let extra = common::Extra {
+        public_keys: vec![("incoming_email".into(), public)],
+        clock_offset: 0,
+    };
+    let (env, _standin) = TestEnv::with_standin_extra("ok", &extra, |s| {
+        s.incoming_extra = common::signing_key_line(&key);
+    });
+    let out = env.check();
+    let text = out.out();
+    assert_eq!(out.code, Some(0), "{text}");
+    assert!(text.contains("ok    incoming_email signs ES256"), "{text}");
+    assert!(
+        text.contains("ok    service_desk_email signs HS256"),
+        "{text}"
+    );
+    // secret_file is still given for incoming_email: said to be unused.
+    assert!(
+        text.contains("incoming_email secret_file") && text.contains("unused"),
+        "{text}"
+    );
+    assert!(!text.contains("PRIVATE"), "{text}");
+}
+
+/// `check`'s clock line against a stand-in whose clock is `offset` s off.
+fn skew_line(offset: i64) -> (Option<i32>, String) {
+    let extra = common::Extra {
+        clock_offset: offset,
+        ..Default::default()
+    };
+    let (env, _standin) = TestEnv::with_standin_extra("ok", &extra, |_| {});
+    let out = env.check();
+    let text = out.out();
+    let line = text
+        .lines()
+        .find(|l| l.contains("clock skew"))
+        .unwrap_or_else(|| panic!("no clock line: {text}"))
+        .to_string();
+    (out.code, line)
+}
+
+#[test]
+fn warns_above_60_s_of_clock_skew_and_fails_above_120_s() {
+    let (code, line) = skew_line(0);
+    assert!(line.starts_with("ok "), "{line}");
+    assert_eq!(code, Some(0));
+    for offset in [90, -90] {
+        let (code, line) = skew_line(offset);
+        assert!(line.starts_with("warn "), "{offset}: {line}");
+        assert_eq!(code, Some(0), "{line}");
+    }
+    for offset in [150, -150] {
+        let (code, line) = skew_line(offset);
+        assert!(line.starts_with("FAIL "), "{offset}: {line}");
+        assert_eq!(code, Some(1), "{line}");
+    }
+}

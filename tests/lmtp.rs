@@ -272,3 +272,89 @@ fn rcpt_accepts_exactly_the_key_shapes_gitlabs_handlers_take() {
     }
     c.cmd("QUIT", 221, "2.0.0");
 }
+
+/// Delivers one message to `rcpt` over LMTP and expects `(code, enhanced)`.
+fn deliver_one(env: &TestEnv, rcpt: &str, subject: &str, code: u16, enhanced: &str) {
+    let server = Server::start(env);
+    let mut c = server.connect();
+    c.hello();
+    start_data(&mut c, &[rcpt]);
+    c.send(&stuffed(&crlf_message(subject)));
+    c.expect(code, enhanced);
+    c.cmd("QUIT", 221, "2.0.0");
+}
+
+/// A stand-in knowing `public` as incoming_email's public key, clock
+/// shifted by `offset` s, and a configuration signing incoming_email
+/// with `key` (service_desk_email stays HS256).
+fn es256_env(key: &std::path::Path, public: &std::path::Path, offset: i64) -> (TestEnv, StandIn) {
+    let extra = Extra {
+        public_keys: vec![("incoming_email".into(), public.to_path_buf())],
+        clock_offset: offset,
+    };
+    TestEnv::with_standin_extra("ok", &extra, |s| s.incoming_extra = signing_key_line(key))
+}
+
+#[test]
+fn es256_tokens_carry_gitlabs_kid_and_verify_with_the_public_key() {
+    let keys = TempDir::new();
+    let (key, public) = keygen(keys.path(), "incoming_email", "in.pem");
+    let (env, standin) = es256_env(&key, &public, 0);
+    let server = Server::start(&env);
+    let mut c = server.connect();
+    c.hello();
+    start_data(&mut c, &[INCOMING_RCPT, SERVICE_DESK_RCPT]);
+    c.send(&stuffed(&crlf_message("lmtp-es256")));
+    c.expect(250, "2.0.0");
+    c.expect(250, "2.0.0");
+
+    let requests = standin.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    // The stand-in computed the kid from the public key by itself; a
+    // token verifies only when the kid names that key.
+    assert!(requests.iter().all(|r| r.jwt_ok), "{requests:?}");
+    assert_eq!(requests[0].alg.as_deref(), Some("ES256"));
+    assert_eq!(requests[0].kid.as_ref().map(String::len), Some(64));
+    // HS256 never carries a kid (GitLab would route it to ES256).
+    assert_eq!(requests[1].alg.as_deref(), Some("HS256"));
+    assert_eq!(requests[1].kid, None);
+    let log = server.log_text();
+    assert!(!log.contains("PRIVATE KEY"), "{log}");
+}
+
+#[test]
+fn a_token_from_another_key_is_refused_and_deferred_4_7_0() {
+    let keys = TempDir::new();
+    let (_, known) = keygen(keys.path(), "incoming_email", "known.pem");
+    let (other, _) = keygen(keys.path(), "incoming_email", "other.pem");
+    let (env, standin) = es256_env(&other, &known, 0);
+    deliver_one(&env, INCOMING_RCPT, "lmtp-other-key", 451, "4.7.0");
+    let requests = standin.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        (requests[0].status.as_str(), requests[0].jwt_ok),
+        ("401", false)
+    );
+}
+
+#[test]
+fn gitlab_clocks_two_minutes_off_either_way_still_accept_our_tokens() {
+    let keys = TempDir::new();
+    let (key, public) = keygen(keys.path(), "incoming_email", "in.pem");
+    // Both token kinds, GitLab's clock 120 s behind and 120 s ahead.
+    for offset in [-120, 120] {
+        let (env, standin) = es256_env(&key, &public, offset);
+        deliver_one(&env, INCOMING_RCPT, "skew-es256", 250, "2.0.0");
+        deliver_one(&env, SERVICE_DESK_RCPT, "skew-hs256", 250, "2.0.0");
+        assert!(
+            standin.requests().iter().all(|r| r.jwt_ok),
+            "offset {offset}"
+        );
+    }
+    // The shifted clock really bites: 200 s either way is past the margin.
+    for offset in [-200, 200] {
+        let (env, standin) = es256_env(&key, &public, offset);
+        deliver_one(&env, SERVICE_DESK_RCPT, "skew-too-far", 451, "4.7.0");
+        assert_eq!(standin.requests()[0].status, "401", "offset {offset}");
+    }
+}

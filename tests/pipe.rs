@@ -180,6 +180,34 @@ fn a_wrong_secret_is_deferred_as_not_authorized() {
 }
 
 #[test]
+fn es256_delivers_and_a_key_gitlab_does_not_know_is_deferred() {
+    let keys = TempDir::new();
+    let (known, public) = keygen(keys.path(), "incoming_email", "known.pem");
+    let (other, _) = keygen(keys.path(), "incoming_email", "other.pem");
+    let extra = Extra {
+        public_keys: vec![("incoming_email".into(), public)],
+        clock_offset: 0,
+    };
+    let (env, standin) = TestEnv::with_standin_extra("ok", &extra, |s| {
+        s.incoming_extra = signing_key_line(&known)
+    });
+    let run = env.deliver_merged(&[INCOMING_RCPT], &message("es256"));
+    assert_eq!(run.code, Some(0), "{}", run.out());
+    let mut settings = Settings {
+        gitlab_url: standin.url(),
+        ..Settings::default()
+    };
+    settings.incoming_extra = signing_key_line(&other);
+    env.write_config(&settings);
+    let run = env.deliver_merged(&[INCOMING_RCPT], &message("es256-other"));
+    assert_dsn_first(&run, 75, "4.7.0 ");
+    let requests = standin.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(requests[0].jwt_ok && requests[0].alg.as_deref() == Some("ES256"));
+    assert!(!requests[1].jwt_ok);
+}
+
+#[test]
 fn gitlab_down_is_deferred_as_no_answer() {
     let env = TestEnv::new(&Settings::default()); // the URL's port has no listener
     let run = env.deliver_merged(&[INCOMING_RCPT], &message("refused"));

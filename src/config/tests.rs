@@ -133,11 +133,11 @@ fn the_example_config_parses() {
         m0.template,
         Template::parse("incoming+%{key}@incoming.example.com").unwrap()
     );
-    assert_eq!(m0.secret_file, PathBuf::from(&inc));
+    assert_eq!(m0.credential, Credential::Secret(PathBuf::from(&inc)));
     assert!(!m0.catch_all);
     assert!(m0.strict_keys, "strict_keys defaults to true");
     assert_eq!(m1.kind, MailboxKind::ServiceDesk);
-    assert_eq!(m1.secret_file, PathBuf::from(&sd));
+    assert_eq!(m1.credential, Credential::Secret(PathBuf::from(&sd)));
 
     assert_eq!(c.max_message_size, 26_214_400);
     assert_eq!(c.pipe_deadline, Duration::from_secs(120));
@@ -405,4 +405,49 @@ fn line_col_counts_from_one() {
         (1, 2),
         "offsets past the end are clamped"
     );
+}
+
+#[test]
+fn signing_key_file_selects_es256_beside_or_instead_of_the_secret() {
+    let s = Scratch::new();
+    let secret = s.file("s", GOOD_SECRET, 0o600);
+    let (_, pem) = crate::signing_key::SigningKey::generate().unwrap();
+    let key = s.file("k.pem", &pem, 0o640);
+    let line = format!("secret_file = \"{secret}\"\n");
+    let both = minimal(&secret).replace(&line, &format!("{line}signing_key_file = \"{key}\"\n"));
+    let c = Config::parse(&s.config_path(), &both).unwrap();
+    let (key_file, secret_file) = (PathBuf::from(&key), Some(PathBuf::from(&secret)));
+    assert_eq!(
+        c.mailboxes[0].credential,
+        Credential::SigningKey {
+            key_file,
+            secret_file
+        }
+    );
+    let only = minimal(&secret).replace(&line, &format!("signing_key_file = \"{key}\"\n"));
+    let c = Config::parse(&s.config_path(), &only).unwrap();
+    assert_eq!(c.mailboxes[0].credential.algorithm(), "ES256");
+    let neither = minimal(&secret).replace(&line, "");
+    error_at(&s, &neither, "\"incoming+", "needs secret_file (HS256");
+}
+
+#[test]
+fn a_bad_signing_key_file_is_refused_where_it_is_named() {
+    let s = Scratch::new();
+    let secret = s.file("s", GOOD_SECRET, 0o600);
+    let line = format!("secret_file = \"{secret}\"\n");
+    for (content, mode, phrase) in [
+        (GOOD_SECRET, 0o600, "no PEM \"PRIVATE KEY\""),
+        (
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            0o600,
+            "not an EC P-256",
+        ),
+        ("x", 0o620, "writable by group or others"),
+    ] {
+        let key = s.file("k.pem", content, mode);
+        let text = minimal(&secret).replace(&line, &format!("signing_key_file = \"{key}\"\n"));
+        let err = error_at(&s, &text, "\"/", phrase);
+        assert!(err.message.starts_with("signing_key_file "), "{err}");
+    }
 }

@@ -33,7 +33,7 @@ pub use run::{run, run_merged, wait_bounded, Run, RUN_LIMIT};
 #[allow(unused_imports)]
 pub use serve::{normal_delivery, Server};
 #[allow(unused_imports)]
-pub use standin::{recorded_requests, Body, Request, StandIn};
+pub use standin::{recorded_requests, Body, Extra, Request, StandIn};
 #[allow(unused_imports)]
 pub use tls::{tls_certificates, Certificates};
 
@@ -184,6 +184,37 @@ pub fn write_file(path: &Path, contents: &[u8], mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
+/// Runs `gitlab-mailgate keygen MAILBOX --out DIR/NAME`, which must
+/// succeed; returns the key file and a file `DIR/NAME.pub` with the public
+/// key it printed (the PEM block of its output).
+pub fn keygen(dir: &Path, mailbox: &str, name: &str) -> (PathBuf, PathBuf) {
+    let key = dir.join(name);
+    let out = run(
+        Command::new(bin())
+            .args(["keygen", mailbox, "--out"])
+            .arg(&key),
+        b"",
+    );
+    assert_eq!(out.code, Some(0), "keygen: {}{}", out.out(), out.err());
+    let text = out.out();
+    let begin = text
+        .find("-----BEGIN PUBLIC KEY-----")
+        .expect("a public key");
+    let end = text.find("-----END PUBLIC KEY-----").expect("its end") + 24;
+    let public = dir.join(format!("{name}.pub"));
+    write_file(
+        &public,
+        format!("{}\n", &text[begin..end]).as_bytes(),
+        0o644,
+    );
+    (key, public)
+}
+
+/// The `signing_key_file = "…"` line for `key`.
+pub fn signing_key_line(key: &Path) -> String {
+    format!("signing_key_file = {}", toml_string(&key.to_string_lossy()))
+}
+
 /// A new random secret as GitLab writes it: base64 of 32 bytes and `\n`.
 pub fn new_secret_text() -> String {
     let mut key = [0u8; 32];
@@ -214,6 +245,8 @@ pub struct Settings {
     pub extra: String,
     /// Lines added inside `[gitlab]` (e.g. `ca_file = "…"`, `host = "…"`).
     pub gitlab_extra: String,
+    /// Lines added inside `[incoming_email]` (e.g. `signing_key_file = "…"`).
+    pub incoming_extra: String,
 }
 
 impl Default for Settings {
@@ -227,6 +260,7 @@ impl Default for Settings {
             service_desk: true,
             extra: String::new(),
             gitlab_extra: String::new(),
+            incoming_extra: String::new(),
         }
     }
 }
@@ -271,9 +305,24 @@ impl TestEnv {
     /// An environment with a stand-in in `mode`, and a configuration
     /// pointing at it built by `adjust` from the defaults.
     pub fn with_standin(mode: &str, adjust: impl FnOnce(&mut Settings)) -> (TestEnv, StandIn) {
+        TestEnv::with_standin_extra(mode, &Extra::default(), adjust)
+    }
+
+    /// [`with_standin`](Self::with_standin) with a stand-in that also has
+    /// `extra` (public keys, a shifted clock).
+    pub fn with_standin_extra(
+        mode: &str,
+        extra: &Extra,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> (TestEnv, StandIn) {
         let mut settings = Settings::default();
         let env = TestEnv::new(&settings);
-        let standin = StandIn::start(&env, mode);
+        let secrets = [
+            ("incoming_email", env.incoming_secret.as_path()),
+            ("service_desk_email", env.service_desk_secret.as_path()),
+        ];
+        let out = env.dir().join("standin");
+        let standin = StandIn::spawn_with(&secrets, &out, mode, None, None, extra);
         settings.gitlab_url = standin.url();
         adjust(&mut settings);
         env.write_config(&settings);
@@ -290,12 +339,13 @@ impl TestEnv {
     pub fn config_text(&self, s: &Settings) -> String {
         let mut text = format!(
             "[gitlab]\nurl = {}\ntimeout_secs = {}\n{}\n\
-             [incoming_email]\naddress = {}\nsecret_file = {}\n\n",
+             [incoming_email]\naddress = {}\nsecret_file = {}\n{}\n",
             toml_string(&s.gitlab_url),
             s.timeout_secs,
             s.gitlab_extra,
             toml_string(INCOMING_TEMPLATE),
             toml_string(&self.incoming_secret.to_string_lossy()),
+            s.incoming_extra,
         );
         if s.service_desk {
             text += &format!(

@@ -22,7 +22,8 @@ pub struct Request {
     pub mailbox: String,
     /// The HTTP status answered, or `reset` / `hang`.
     pub status: String,
-    /// Whether PyJWT verified the token with that mailbox's secret.
+    /// Whether PyJWT verified the token with that mailbox's secret or
+    /// public key.
     pub jwt_ok: bool,
     /// The body's first line (our `Delivered-To:` line), without its end.
     pub delivered_to: Option<String>,
@@ -32,6 +33,20 @@ pub struct Request {
     pub nonce: Option<String>,
     /// The request's `Content-Type`.
     pub content_type: Option<String>,
+    /// The token header's `alg` (verified or not).
+    pub alg: Option<String>,
+    /// The token header's `kid`, if any.
+    pub kid: Option<String>,
+}
+
+/// What a stand-in may know beyond the secrets, and how its clock runs.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// `(mailbox, public key PEM file)` pairs: ES256 tokens are accepted for
+    /// the mailbox when their `kid` names one of its keys.
+    pub public_keys: Vec<(String, PathBuf)>,
+    /// Seconds added to the stand-in's clock (iat checks and `Date`).
+    pub clock_offset: i64,
 }
 
 /// A body the stand-in accepted (answered 200).
@@ -78,6 +93,18 @@ impl StandIn {
         port: Option<u16>,
         tls: Option<(&Path, &Path)>,
     ) -> StandIn {
+        StandIn::spawn_with(secrets, out, mode, port, tls, &Extra::default())
+    }
+
+    /// [`spawn`](Self::spawn) with public keys and a shifted clock.
+    pub fn spawn_with(
+        secrets: &[(&str, &Path)],
+        out: &Path,
+        mode: &str,
+        port: Option<u16>,
+        tls: Option<(&Path, &Path)>,
+        extra: &Extra,
+    ) -> StandIn {
         fs::create_dir_all(out).expect("create the stand-in's directory");
         let log = fs::File::create(out.join("standin.log")).expect("stand-in log");
         let mut cmd = Command::new("/usr/bin/python3");
@@ -94,6 +121,11 @@ impl StandIn {
             cmd.arg("--secret")
                 .arg(format!("{mailbox}={}", path.display()));
         }
+        for (mailbox, path) in &extra.public_keys {
+            cmd.arg("--public-key")
+                .arg(format!("{mailbox}={}", path.display()));
+        }
+        cmd.arg(format!("--clock-offset={}", extra.clock_offset));
         if let Some((cert, key)) = tls {
             cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
         }
@@ -254,5 +286,7 @@ fn parse_request(line: &str) -> Result<Request, String> {
         length: number("length"),
         nonce: text("nonce"),
         content_type: text("content_type"),
+        alg: text("alg"),
+        kid: text("kid"),
     })
 }

@@ -2,12 +2,22 @@
 """A stand-in for GitLab's internal mail_room API, for gitlab-mailgate's tests.
 
 It answers POST /api/v4/internal/mail_room/<mailbox> the way GitLab does:
-the mailbox must be incoming_email or service_desk_email and have a secret;
-the Gitlab-Mailroom-Api-Request header must hold an HS256 JWT signed with
-the raw 32 bytes the secret file's base64 decodes to, issued by
+the mailbox must be incoming_email or service_desk_email; the
+Gitlab-Mailroom-Api-Request header must hold a JWT issued by
 "gitlab-mailroom", with an integer iat that is neither in the future nor
 older than 300 s (verified with PyJWT, independently of the Rust code);
 the body must be text/plain. Accepted: 200 {"success":true}.
+As in GitLab's lib/gitlab/mail_room/authenticator.rb, the token's header
+picks the check: without a "kid", HS256 with the raw 32 bytes the mailbox's
+--secret file decodes to; with a "kid", ES256 with the --public-key (PEM)
+whose kid matches, the kid being computed here with python3-cryptography
+the way ruby-jwt's default KidAsKeyDigest does (hex SHA-256 of the DER
+SEQUENCE of the point's x and y as INTEGERs). A mailbox without the right
+kind of key answers 401.
+
+--clock-offset SECS shifts the stand-in's "now" (for the iat checks and
+the HTTP Date header) by SECS, e.g. -120 for a GitLab whose clock is two
+minutes behind.
 
 Failure modes, chosen with --mode and switchable at run time with
 POST /_control/mode (body: the mode) and read with GET /_control/mode:
@@ -26,13 +36,14 @@ Records, in --out DIR:
   <seq>-<mailbox>.eml  each accepted body, byte for byte
   requests.jsonl       one JSON object per API request, accepted or not:
                        seq, mailbox, status, jwt_ok, delivered_to (the body's
-                       first line), length, nonce, content_type
+                       first line), length, nonce, content_type, alg and kid
+                       (from the token's header, verified or not)
 Prints "PORT <n>" on stdout once listening. Never prints secrets or tokens.
 With --control-stdin, standard input is a control channel too: a line
 "mode <MODE>" switches the mode and is answered "MODE <MODE>" (or
 "ERROR <why>") on stdout, which works for an https stand-in as well; the end
 of standard input (the test that started it has gone) stops the server.
-Run with Debian's /usr/bin/python3 (python3-jwt). Exits on SIGTERM, at the
+Run with Debian's /usr/bin/python3 (python3-jwt, python3-cryptography). Exits on SIGTERM, at the
 end of a control stdin, or after --lifetime seconds.
 """
 
@@ -51,7 +62,12 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import hashlib
+
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 API_PREFIX = "/api/v4/internal/mail_room/"
 MAILBOXES = ("incoming_email", "service_desk_email")
@@ -66,8 +82,11 @@ SIMPLE_MODES = ("ok", "500", "502", "401", "404", "400", "hang", "reset")
 class State:
     """What all handler threads share: secrets, output dir, modes, counter."""
 
-    def __init__(self, secrets, out_dir, mode):
+    def __init__(self, secrets, out_dir, mode, public_keys=None, clock_offset=0.0):
         self.secrets = secrets
+        # mailbox -> {kid: public key}
+        self.public_keys = public_keys or {}
+        self.clock_offset = clock_offset
         self.out_dir = out_dir
         self.lock = threading.Lock()
         self.seq = 0
@@ -128,22 +147,45 @@ def load_secret(path):
     return key
 
 
-def verify_token(token, key):
+def key_digest(public_key):
+    """ruby-jwt's default kid for an EC key (JWT::JWK::EC#key_digest)."""
+    numbers = public_key.public_numbers()
+    # encode_dss_signature writes exactly DER SEQUENCE { INTEGER, INTEGER }.
+    return hashlib.sha256(encode_dss_signature(numbers.x, numbers.y)).hexdigest()
+
+
+def load_public_key(path):
+    """A PEM public key on P-256, and its kid."""
+    with open(path, "rb") as f:
+        key = serialization.load_pem_public_key(f.read())
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise ValueError("public key %s: not EC P-256" % path)
+    return key_digest(key), key
+
+
+def verify_token(token, secret, public_keys, now):
     """The token's claims if GitLab would accept it, else None."""
-    if not token or key is None:
+    if not token:
         return None
     try:
+        kid = jwt.get_unverified_header(token).get("kid")
+        if kid is None:
+            key, algorithm = secret, "HS256"
+        else:
+            key, algorithm = public_keys.get(kid), "ES256"
+        if key is None:
+            return None
         claims = jwt.decode(
             token,
             key=key,
-            algorithms=["HS256"],
+            algorithms=[algorithm],
             issuer=ISSUER,
-            options={"require": ["iat", "iss"]},
+            # iat is checked below against the (shifted) clock.
+            options={"require": ["iat", "iss"], "verify_iat": False},
         )
     except jwt.PyJWTError:
         return None
     iat = claims.get("iat")
-    now = time.time()
     # GitLab allows no leeway for a token from the future.
     if not isinstance(iat, int) or iat > now or now - iat > MAX_AGE_SECS:
         return None
@@ -153,6 +195,12 @@ def verify_token(token, key):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "gitlab-standin"
+
+    def date_time_string(self, timestamp=None):
+        # The Date header shows the stand-in's (possibly shifted) clock.
+        if timestamp is None:
+            timestamp = time.time() + self.server.state.clock_offset
+        return super().date_time_string(timestamp)
 
     def log_message(self, fmt, *args):
         # Request lines only (no headers, so never a token).
@@ -269,7 +317,14 @@ class Handler(BaseHTTPRequestHandler):
             "length": None,
             "nonce": None,
             "content_type": self.headers.get("Content-Type"),
+            "alg": None,
+            "kid": None,
         }
+        try:
+            header = jwt.get_unverified_header(self.headers.get(AUTH_HEADER) or "")
+            entry.update(alg=header.get("alg"), kid=header.get("kid"))
+        except jwt.PyJWTError:
+            pass
         if mode == "reset":
             part = self.read_body(limit=16)
             entry.update(status="reset", length=len(part))
@@ -283,7 +338,10 @@ class Handler(BaseHTTPRequestHandler):
             length=len(body), delivered_to=first_line.decode("utf-8", "replace")
         )
         claims = verify_token(
-            self.headers.get(AUTH_HEADER), state.secrets.get(mailbox)
+            self.headers.get(AUTH_HEADER),
+            state.secrets.get(mailbox),
+            state.public_keys.get(mailbox, {}),
+            time.time() + state.clock_offset,
         )
         if claims is not None:
             entry.update(jwt_ok=True, nonce=claims.get("nonce"))
@@ -347,6 +405,8 @@ def control_stdin(state, stop):
 def main():
     p = argparse.ArgumentParser(description="GitLab mail_room API stand-in")
     p.add_argument("--secret", action="append", default=[], metavar="MAILBOX=PATH")
+    p.add_argument("--public-key", action="append", default=[], metavar="MAILBOX=PATH")
+    p.add_argument("--clock-offset", type=float, default=0.0, metavar="SECS")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--mode", default="ok")
     p.add_argument("--port", type=int, default=0)
@@ -365,9 +425,19 @@ def main():
             secrets[name] = load_secret(path)
         except (OSError, ValueError, binascii.Error) as e:
             p.error("cannot use the secret file %s: %s" % (path, type(e).__name__))
+    public_keys = {}
+    for item in args.public_key:
+        name, sep, path = item.partition("=")
+        if not sep or name not in MAILBOXES:
+            p.error("--public-key wants incoming_email=PATH or service_desk_email=PATH")
+        try:
+            kid, key = load_public_key(path)
+        except (OSError, ValueError) as e:
+            p.error("cannot use the public key %s: %s" % (path, e))
+        public_keys.setdefault(name, {})[kid] = key
     os.makedirs(args.out, exist_ok=True)
     try:
-        state = State(secrets, args.out, args.mode)
+        state = State(secrets, args.out, args.mode, public_keys, args.clock_offset)
     except ValueError as e:
         p.error(str(e))
 
