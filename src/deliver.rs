@@ -42,13 +42,10 @@ impl Deliverer {
         &self.config
     }
 
-    /// Decides whether `recipient` is a GitLab address (see [`route`]);
-    /// a refusal is logged.
+    /// Decides whether `recipient` is a GitLab address (see [`route`]).
+    /// Pure: the front door logs a refusal ([`status_line`]).
     pub fn route(&self, recipient: &str) -> Result<Route, Outcome> {
-        route(&self.config.mailboxes, recipient).ok_or_else(|| {
-            log::info(&status_line(recipient, &Outcome::UnknownRecipient));
-            Outcome::UnknownRecipient
-        })
+        route(&self.config.mailboxes, recipient).ok_or(Outcome::UnknownRecipient)
     }
 
     /// Hands `message` to GitLab once for every route and returns one

@@ -12,7 +12,7 @@ use crate::deliver::Route;
 use crate::key::{self, Mailbox as Kind};
 use crate::lmtp::session::{Action, Limits, Session};
 use crate::message::Headers;
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, Temporary};
 use std::path::PathBuf;
 
 /// Splits the input at the first LF: a template line and the rest.
@@ -234,7 +234,10 @@ fn generate(rng: &mut Rng, tokens: &[&str], out: &mut Vec<u8>) {
 }
 
 /// The LMTP session on arbitrary client input, fed in uneven pieces:
-/// every reply is well-formed, and no transaction exceeds the limits.
+/// every reply is well-formed, no transaction exceeds the limits, and
+/// after each message, whatever outcomes the delivery had, the session
+/// answers exactly once per accepted recipient, in RCPT order, with that
+/// recipient's reply (RFC 2033 §4.2).
 pub fn lmtp_session(data: &[u8]) {
     let limits = Limits {
         max_message_size: 200,
@@ -250,22 +253,58 @@ pub fn lmtp_session(data: &[u8]) {
             Err(Outcome::UnknownRecipient)
         }
     };
+    // The outcomes GitLab may give, picked by the input's own bytes.
+    let kinds = [
+        Outcome::Delivered,
+        Outcome::RejectedAsTooLarge,
+        Outcome::Temporary(Temporary::Status(502)),
+        Outcome::Temporary(Temporary::NotAuthorized(401)),
+    ];
     let mut session = Session::new("fuzz.example", limits, router);
     let step = 1 + data.first().map_or(0, |b| *b as usize % 13);
+    let mut pick = data.iter().cycle().skip(1);
     for chunk in data.chunks(step) {
-        for action in session.feed(chunk) {
-            match action {
-                Action::Send(bytes) => {
-                    assert!(bytes.ends_with(b"\r\n"));
-                    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                        assert!(line.len() >= 4 && line[..3].iter().all(u8::is_ascii_digit));
+        let mut actions = session.feed(chunk);
+        while !actions.is_empty() {
+            let mut next = Vec::new();
+            for action in actions {
+                match action {
+                    Action::Send(bytes) => check_replies(&bytes),
+                    Action::Deliver(t) => {
+                        assert!(
+                            t.message.len() <= 200 && !t.routes.is_empty() && t.routes.len() <= 3
+                        );
+                        let outcomes: Vec<Outcome> = (0..t.routes.len())
+                            .map(|_| {
+                                kinds[*pick.next().unwrap_or(&0) as usize % kinds.len()].clone()
+                            })
+                            .collect();
+                        next = session.delivered(&outcomes);
+                        let Some(Action::Send(bytes)) = next.first() else {
+                            panic!("no replies after a delivery: {next:?}");
+                        };
+                        let mut expected = Vec::new();
+                        outcomes
+                            .iter()
+                            .for_each(|o| o.reply().write_to(&mut expected));
+                        assert!(
+                            bytes.starts_with(&expected),
+                            "replies {:?} for outcomes {outcomes:?}",
+                            String::from_utf8_lossy(bytes)
+                        );
                     }
+                    Action::Log(_) | Action::Close => {}
                 }
-                Action::Deliver(t) => {
-                    assert!(t.message.len() <= 200 && !t.routes.is_empty() && t.routes.len() <= 3);
-                }
-                Action::Log(_) | Action::Close => {}
             }
+            actions = next;
         }
+    }
+}
+
+/// Every line sent is a complete reply line: three digits, CRLF.
+fn check_replies(bytes: &[u8]) {
+    assert!(bytes.ends_with(b"\r\n"));
+    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        assert!(line.len() >= 4 && line[..3].iter().all(u8::is_ascii_digit));
     }
 }

@@ -81,7 +81,10 @@ fn deliver(
     for r in recipients {
         match deliverer.route(r) {
             Ok(route) => routes.push(route),
-            Err(o) => outcomes.push(o),
+            Err(o) => {
+                log::info(&status_line(r, &o));
+                outcomes.push(o);
+            }
         }
     }
     outcomes.extend(deliverer.deliver(&message, &routes, received));

@@ -13,10 +13,11 @@
 use super::listen::{self, Bound, Stream};
 use super::session::{Action, Limits, Session};
 use crate::config::Config;
-use crate::deliver::Deliverer;
+use crate::deliver::{printable, Deliverer};
 use crate::log;
 use crate::reply::*;
 use signal_hook::consts::{SIGINT, SIGTERM};
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -236,12 +237,12 @@ fn converse(stream: &mut Stream, peer: &str, server: &Server) -> usize {
                 return messages;
             }
         };
-        let actions = session.feed(&buf[..n]);
+        let mut actions: VecDeque<Action> = session.feed(&buf[..n]).into();
         // The idle clock restarts on progress only: a command answered or
         // message bytes read. Bytes of a command line that never ends do
         // not count, or one byte a second would hold the connection forever.
         let progress = !actions.is_empty() || session.reading_message();
-        for action in actions {
+        while let Some(action) = actions.pop_front() {
             match action {
                 Action::Send(bytes) => out.extend_from_slice(&bytes),
                 Action::Log(text) => log::info(&text),
@@ -252,10 +253,14 @@ fn converse(stream: &mut Stream, peer: &str, server: &Server) -> usize {
                     if send(stream, &mut out).is_err() {
                         return messages;
                     }
+                    log::info(&format!(
+                        "from=<{}>, size={}, nrcpt={}",
+                        printable(&t.sender),
+                        t.message.len(),
+                        t.routes.len()
+                    ));
                     let outcomes = deliverer.deliver(&t.message, &t.routes, Instant::now());
-                    for outcome in outcomes {
-                        outcome.reply().write_to(&mut out);
-                    }
+                    actions.extend(session.delivered(&outcomes));
                     messages += 1;
                 }
                 Action::Close => {

@@ -6,12 +6,14 @@
 //! Command lines are framed here (bounded, see [`super::input`]) and parsed
 //! by smtp-proto one whole line at a time, so a parse error can never leave
 //! half a line behind. Bodies come in by DATA (dot-stuffed, ended only by a
-//! strict `CRLF.CRLF`) or BDAT chunks (RFC 3030). After the message, the
-//! driver answers once per accepted recipient, in RCPT order (RFC 2033
-//! §4.2); refusals decided here (message too large) follow the same rule.
+//! strict `CRLF.CRLF`) or BDAT chunks (RFC 3030). After the message the
+//! session waits in `Delivering` until the driver hands it one outcome per
+//! accepted recipient ([`Session::delivered`]); it then answers once per
+//! accepted recipient, in RCPT order (RFC 2033 §4.2), in one place that
+//! refusals decided here (message too large) go through as well.
 
 use super::input::{BodyEnd, Chunk, DataBody, LineEvent, LineReader};
-use crate::deliver::{printable, Route};
+use crate::deliver::{printable, status_line, Route};
 use crate::outcome::Outcome;
 use crate::reply::*;
 use command::{absurd_number, bad_sequence, not_implemented, not_lmtp, parse_error, too_big, verb};
@@ -33,7 +35,8 @@ pub struct Limits {
 pub enum Action {
     /// Write these bytes to the client.
     Send(Vec<u8>),
-    /// Deliver the message, then send one reply per route, in order.
+    /// Deliver the message to every route, then call
+    /// [`Session::delivered`] with one outcome per route, in order.
     Deliver(Transaction),
     /// Log this line (a refusal decided by the session itself).
     Log(String),
@@ -81,6 +84,9 @@ enum State {
     /// Swallowing a refused BDAT chunk; then send the replies and go on
     /// in the phase given.
     Discard(Chunk, Vec<Reply>, Phase),
+    /// The message is complete and being delivered to this many accepted
+    /// recipients; input waits until [`Session::delivered`].
+    Delivering(usize),
     /// QUIT answered: input is ignored.
     Closed,
 }
@@ -93,6 +99,9 @@ pub struct Session<R: Fn(&str) -> Result<Route, Outcome>> {
     router: R,
     line: LineReader,
     state: State,
+    /// Input that arrived behind a complete message, kept until the
+    /// message is delivered (at most one read of the driver's).
+    pending: Vec<u8>,
 }
 
 /// Collects the actions of one [`Session::feed`], merging adjacent sends.
@@ -136,6 +145,7 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
             router,
             line: LineReader::default(),
             state: State::Commands(Phase::Start),
+            pending: Vec::new(),
         }
     }
 
@@ -156,13 +166,25 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
     }
 
     /// Takes all of `input` (a partial line is kept for the next call) and
-    /// returns what to do, in order.
+    /// returns what to do, in order. Input behind a complete message is
+    /// kept until the message is [`delivered`](Self::delivered).
     pub fn feed(&mut self, input: &[u8]) -> Vec<Action> {
         let mut out = Out::default();
+        self.run(input, &mut out);
+        out.0
+    }
+
+    /// Feeds `input` through the readers until it is used up or a message
+    /// is waiting for its outcomes (then the rest is kept in `pending`).
+    fn run(&mut self, input: &[u8], out: &mut Out) {
         let mut rest = input;
         while !rest.is_empty() {
+            if let State::Delivering(_) = self.state {
+                self.pending.extend_from_slice(rest);
+                return;
+            }
             let state = std::mem::replace(&mut self.state, State::Closed);
-            let (used, next) = self.step(state, rest, &mut out);
+            let (used, next) = self.step(state, rest, out);
             self.state = next;
             // Every reader takes at least one byte of non-empty input; stop
             // rather than spin should that ever not hold.
@@ -171,7 +193,6 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
             }
             rest = &rest[used.min(rest.len())..];
         }
-        out.0
     }
 
     /// Feeds the front of `input` to the reader of `state`; returns the
@@ -179,6 +200,8 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
     fn step(&mut self, state: State, input: &[u8], out: &mut Out) -> (usize, State) {
         match state {
             State::Closed => (input.len(), State::Closed),
+            // `run` keeps input for later instead; never reached.
+            State::Delivering(n) => (0, State::Delivering(n)),
             State::Data(envelope, mut body) => match body.ingest(input) {
                 (used, None) => (used, State::Data(envelope, body)),
                 (used, Some(end)) => (used, self.end_data(envelope, end, out)),
@@ -372,7 +395,10 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
                             envelope.routes.push(route);
                             out.reply(&Reply::new(OK, E_RCPT_OK, "recipient ok"));
                         }
-                        Err(outcome) => out.reply(&outcome.reply()),
+                        Err(outcome) => {
+                            out.push(Action::Log(status_line(address, &outcome)));
+                            out.reply(&outcome.reply());
+                        }
                     }
                 }
                 State::Commands(Phase::Mail(envelope))

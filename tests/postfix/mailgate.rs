@@ -8,7 +8,6 @@
 //! parent directories being searchable by other users.
 
 use crate::common::StandIn;
-use crate::harness::run;
 use std::fs;
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::os::unix::process::CommandExt;
@@ -243,9 +242,25 @@ impl Serve {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Sends signal `name` (`KILL`, `TERM`) to the server.
+    /// Sends signal `name` (`KILL`, `TERM`) to the server (by the system
+    /// call: a minimal Debian has no kill(1) outside the shell).
     pub fn signal(&self, name: &str) {
-        run("kill", &[&format!("-{name}"), &self.child.id().to_string()]);
+        let signal = match name {
+            "KILL" => libc::SIGKILL,
+            "TERM" => libc::SIGTERM,
+            other => panic!("no such signal in the tests: {other}"),
+        };
+        self.send(signal)
+            .unwrap_or_else(|e| panic!("kill -{name} {}: {e}", self.child.id()));
+    }
+
+    fn send(&self, signal: libc::c_int) -> std::io::Result<()> {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+        match unsafe { libc::kill(pid, signal) } {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        }
     }
 
     /// Waits at most `limit` for the server to exit; its exit status, or
@@ -273,10 +288,7 @@ impl Drop for Serve {
             return;
         }
         // SIGTERM, the way systemd stops it: a graceful drain.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
+        let _ = self.send(libc::SIGTERM);
         for _ in 0..100 {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;

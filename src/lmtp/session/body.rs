@@ -1,9 +1,9 @@
-//! The message part of a session: DATA bodies and BDAT chunks, and
-//! refusing a message that is too large (read to its end, then one reply
-//! per accepted recipient, in order, RFC 2033 §4.2).
+//! The message part of a session: DATA bodies and BDAT chunks, handing a
+//! complete message over for delivery, and refusing a message that is too
+//! large (read to its end, then one reply per accepted recipient, in
+//! order, RFC 2033 §4.2, as for a delivered one).
 
 use super::*;
-use crate::deliver::status_line;
 
 impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
     /// True while a message body (DATA, or a BDAT chunk) is being read:
@@ -13,6 +13,34 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
             self.state,
             State::Data(..) | State::Chunk(..) | State::Discard(..)
         )
+    }
+
+    /// Takes the outcome of the [`Action::Deliver`] just emitted, one per
+    /// route in RCPT order, and answers each accepted recipient; then goes
+    /// on with the input that came behind the message. An outcome missing
+    /// from `outcomes` (a driver bug) is answered as a temporary failure,
+    /// so the client keeps the message.
+    pub fn delivered(&mut self, outcomes: &[Outcome]) -> Vec<Action> {
+        let mut out = Out::default();
+        let State::Delivering(accepted) = self.state else {
+            out.push(Action::Log(
+                "internal error: delivered() without a message".into(),
+            ));
+            return out.0;
+        };
+        if outcomes.len() != accepted {
+            out.push(Action::Log(format!(
+                "internal error: {} outcomes for {accepted} recipients",
+                outcomes.len()
+            )));
+        }
+        for reply in per_recipient(accepted, outcomes) {
+            out.reply(&reply);
+        }
+        self.state = State::Commands(Phase::Idle);
+        let pending = std::mem::take(&mut self.pending);
+        self.run(&pending, &mut out);
+        out.0
     }
 
     pub(super) fn data(&self, phase: Phase, out: &mut Out) -> State {
@@ -62,7 +90,10 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
             let replies = self.refuse_too_large(&envelope, out);
             // After the last chunk LMTP answers per recipient; a refused
             // middle chunk gets one reply and ends the transaction.
-            let replies = if last { replies } else { replies[..1].to_vec() };
+            let mut replies = replies;
+            if !last {
+                replies.truncate(1);
+            }
             return discard(size, replies, Phase::Idle, out);
         }
         if size == 0 {
@@ -79,12 +110,7 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
         out: &mut Out,
     ) -> State {
         if last {
-            out.push(Action::Deliver(Transaction {
-                sender: envelope.sender,
-                routes: envelope.routes,
-                message,
-            }));
-            return State::Commands(Phase::Idle);
+            return deliver(envelope, message, out);
         }
         let text = format!("{} octets received so far", message.len());
         out.reply(&Reply::new(OK, E_OK, "").with_text(text));
@@ -93,25 +119,19 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
 
     pub(super) fn end_data(&self, envelope: Envelope, end: BodyEnd, out: &mut Out) -> State {
         match end {
-            BodyEnd::Message(message) => out.push(Action::Deliver(Transaction {
-                sender: envelope.sender,
-                routes: envelope.routes,
-                message,
-            })),
+            BodyEnd::Message(message) => deliver(envelope, message, out),
             BodyEnd::TooLarge => {
                 for reply in self.refuse_too_large(&envelope, out) {
                     out.reply(&reply);
                 }
+                State::Commands(Phase::Idle)
             }
         }
-        State::Commands(Phase::Idle)
     }
 
     /// Logs the refusal of an oversize message for each recipient and
-    /// returns their replies (one per recipient, never empty).
+    /// returns their replies (one per recipient; [`per_recipient`]).
     fn refuse_too_large(&self, envelope: &Envelope, out: &mut Out) -> Vec<Reply> {
-        let reply = Outcome::TooLarge.reply();
-        let mut replies = Vec::new();
         for route in &envelope.routes {
             out.push(Action::Log(format!(
                 "from=<{}>, {}, size>{}",
@@ -119,13 +139,32 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
                 status_line(&route.recipient, &Outcome::TooLarge),
                 self.limits.max_message_size
             )));
-            replies.push(reply.clone());
         }
-        if replies.is_empty() {
-            replies.push(reply);
-        }
-        replies
+        let outcomes = vec![Outcome::TooLarge; envelope.routes.len()];
+        per_recipient(envelope.routes.len(), &outcomes)
     }
+}
+
+/// One reply per accepted recipient, in RCPT order (RFC 2033 §4.2): the
+/// reply of its outcome, or a temporary failure where none was given.
+fn per_recipient(accepted: usize, outcomes: &[Outcome]) -> Vec<Reply> {
+    (0..accepted)
+        .map(|i| match outcomes.get(i) {
+            Some(outcome) => outcome.reply(),
+            None => Reply::new(LOCAL_ERROR, E_SYSTEM, "internal error, try again later"),
+        })
+        .collect()
+}
+
+/// Hands the complete message over and waits for its outcomes.
+fn deliver(envelope: Envelope, message: Vec<u8>, out: &mut Out) -> State {
+    let accepted = envelope.routes.len();
+    out.push(Action::Deliver(Transaction {
+        sender: envelope.sender,
+        routes: envelope.routes,
+        message,
+    }));
+    State::Delivering(accepted)
 }
 
 /// Swallows a BDAT chunk of `size` bytes, then answers `replies` and goes

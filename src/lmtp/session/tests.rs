@@ -30,23 +30,31 @@ fn session() -> Session<Router> {
 
 /// What came out: `"250 2.1.5"` per reply line (`"250"` without an
 /// enhanced code; continuation lines left out), `"deliver"`, `"log"`,
-/// `"close"`; and the transactions.
+/// `"close"`; and the transactions. Each delivery is answered with the
+/// next outcomes of `script` (one per route), or all `Delivered`.
 #[derive(Debug, Default, PartialEq)]
 struct Seen {
     events: Vec<String>,
     delivered: Vec<Transaction>,
     pending: Vec<u8>,
+    script: Vec<Vec<Outcome>>,
 }
 
 impl Seen {
-    fn take(&mut self, actions: Vec<Action>) {
+    fn take(&mut self, s: &mut Session<Router>, actions: Vec<Action>) {
         for action in actions {
             match action {
                 Action::Send(bytes) => self.pending.extend(bytes),
                 Action::Deliver(t) => {
                     self.flush();
                     self.events.push("deliver".into());
+                    let outcomes = match self.script.is_empty() {
+                        true => vec![Outcome::Delivered; t.routes.len()],
+                        false => self.script.remove(0),
+                    };
                     self.delivered.push(t);
+                    let more = s.delivered(&outcomes);
+                    self.take(s, more);
                 }
                 Action::Log(_) => {
                     self.flush();
@@ -85,10 +93,12 @@ fn run_split(input: &[u8], piece: usize) -> Seen {
     let mut s = session();
     let mut seen = Seen::default();
     if piece == 0 {
-        seen.take(s.feed(input));
+        let actions = s.feed(input);
+        seen.take(&mut s, actions);
     } else {
         for chunk in input.chunks(piece) {
-            seen.take(s.feed(chunk));
+            let actions = s.feed(chunk);
+            seen.take(&mut s, actions);
         }
     }
     seen.flush();
@@ -152,10 +162,13 @@ fn a_whole_transaction() {
             "250",
             "250 2.1.0",
             "250 2.1.5",
+            "log",
             "550 5.1.1",
             "250 2.1.5",
             "354",
             "deliver",
+            "250 2.0.0",
+            "250 2.0.0",
             "221 2.0.0",
             "close"
         ]
@@ -172,17 +185,19 @@ fn two_transactions_on_one_connection_and_bare_lf_commands() {
     let one = "LHLO c\nMAIL FROM:<>\nRCPT TO:<a@in.example>\nDATA\n1\r\n.\r\n";
     let two = "MAIL FROM:<>\r\nRCPT TO:<b@in.example>\r\nDATA\r\n2\r\n.\r\nQUIT\r\n";
     let seen = run(format!("{one}{two}").as_bytes());
-    let tx = ["250 2.1.0", "250 2.1.5", "354", "deliver"];
+    let tx = ["250 2.1.0", "250 2.1.5", "354", "deliver", "250 2.0.0"];
     let mut expected = ev!["250"];
     expected.extend(ev![
         tx[0],
         tx[1],
         tx[2],
         tx[3],
+        tx[4],
         tx[0],
         tx[1],
         tx[2],
         tx[3],
+        tx[4],
         "221 2.0.0",
         "close"
     ]);
@@ -209,7 +224,7 @@ fn commands_out_of_sequence() {
         // RFC 2033 §4.2: DATA with no accepted recipient fails with 503.
         (
             "LHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<unknown@in.example>\r\nDATA\r\n",
-            &["250", "250 2.1.0", "550 5.1.1", "503 5.5.1"],
+            &["250", "250 2.1.0", "log", "550 5.1.1", "503 5.5.1"],
         ),
         (
             "LHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@in.example>\r\nRSET\r\nDATA\r\n",
@@ -279,7 +294,7 @@ fn syntax_errors_in_mail_and_rcpt() {
 #[test]
 fn postmaster_without_domain_is_routed_like_any_address() {
     let input = format!("{HELLO}MAIL FROM:<>\r\nRCPT TO:<postmaster>\r\n");
-    assert_eq!(events(&input), ["250", "250 2.1.0", "550 5.1.1"]);
+    assert_eq!(events(&input), ["250", "250 2.1.0", "log", "550 5.1.1"]);
 }
 
 fn message_of(body: &[u8]) -> Vec<u8> {
@@ -287,8 +302,8 @@ fn message_of(body: &[u8]) -> Vec<u8> {
     input.extend_from_slice(body);
     let seen = run(&input);
     assert_eq!(
-        seen.events.last().map(String::as_str),
-        Some("deliver"),
+        seen.events[seen.events.len() - 2..],
+        ["deliver", "250 2.0.0"],
         "{body:?}"
     );
     seen.delivered.into_iter().next().unwrap().message
@@ -340,6 +355,7 @@ fn pipelined_commands_after_the_dot_come_after_the_delivery() {
             "354",
             "deliver",
             "250 2.0.0",
+            "250 2.0.0",
             "250 2.1.0",
             "221 2.0.0",
             "close"
@@ -374,13 +390,17 @@ fn recipient_limit_counts_accepted_recipients() {
         [
             "250",
             "250 2.1.0",
+            "log",
             "550 5.1.1",
             "250 2.1.5",
             "250 2.1.5",
             "250 2.1.5",
             "452 4.5.3",
             "354",
-            "deliver"
+            "deliver",
+            "250 2.0.0",
+            "250 2.0.0",
+            "250 2.0.0"
         ]
     );
     assert_eq!(seen.delivered[0].routes.len(), 3);
@@ -432,7 +452,8 @@ fn oversize_body_memory_is_bounded() {
         }
     }
     let mut seen = Seen::default();
-    seen.take(s.feed(b"\r\n.\r\n"));
+    let actions = s.feed(b"\r\n.\r\n");
+    seen.take(&mut s, actions);
     seen.flush();
     assert_eq!(seen.events, ["log", "552 5.3.4"]);
     assert!(!s.in_transaction());
@@ -453,13 +474,15 @@ fn a_megabyte_line_without_crlf_keeps_memory_bounded() {
     let mut seen = Seen::default();
     let block = b"z".repeat(1024);
     for _ in 0..1024 {
-        seen.take(s.feed(&block));
+        let actions = s.feed(&block);
+        seen.take(&mut s, actions);
         match &s.line {
             LineReader::Collecting(buf) => assert!(buf.len() <= super::super::input::MAX_LINE),
             LineReader::Skipping => {}
         }
     }
-    seen.take(s.feed(b"\r\nNOOP\r\n"));
+    let actions = s.feed(b"\r\nNOOP\r\n");
+    seen.take(&mut s, actions);
     seen.flush();
     assert_eq!(seen.events, ["500 5.5.2", "250 2.0.0"]);
 }
@@ -509,6 +532,7 @@ fn bdat_chunks() {
             "250 2.1.5",
             "250 2.0.0",
             "deliver",
+            "250 2.0.0",
             "221 2.0.0",
             "close"
         ]
@@ -523,7 +547,14 @@ fn bdat_zero_last_ends_the_message() {
     let seen = run(input.as_bytes());
     assert_eq!(
         seen.events,
-        ["250", "250 2.1.0", "250 2.1.5", "250 2.0.0", "deliver"]
+        [
+            "250",
+            "250 2.1.0",
+            "250 2.1.5",
+            "250 2.0.0",
+            "deliver",
+            "250 2.0.0"
+        ]
     );
     assert_eq!(seen.delivered[0].message, b"abc");
 }
@@ -552,7 +583,8 @@ fn bdat_out_of_sequence_swallows_its_chunk() {
             "250 2.0.0",
             "503 5.5.1",
             "503 5.5.1",
-            "deliver"
+            "deliver",
+            "250 2.0.0"
         ]
     );
     assert_eq!(events("LHLO c\r\nBDAT x\r\n"), ["250", "501 5.5.4"]);
@@ -625,6 +657,9 @@ fn in_transaction_follows_the_state() {
     s.feed(b"RCPT TO:<a@in.example>\r\nDATA\r\npart");
     assert!(s.in_transaction());
     s.feed(b"ial\r\n.\r\n");
+    // Delivering: still the client's transaction until it is answered.
+    assert!(s.in_transaction());
+    s.delivered(&[Outcome::Delivered]);
     assert!(!s.in_transaction());
     s.feed(b"MAIL FROM:<>\r\nRSET\r\n");
     assert!(!s.in_transaction());
@@ -690,4 +725,82 @@ fn utf8_addresses_with_smtputf8() {
     let input =
         format!("{HELLO}MAIL FROM:<jöe@b.example> SMTPUTF8\r\nRCPT TO:<δοκιμή@in.example>\r\n");
     assert_eq!(events(&input), ["250", "250 2.1.0", "250 2.1.5"]);
+}
+
+/// RFC 2033 §4.2: after the message, one reply per accepted recipient, in
+/// RCPT order, each from its own outcome; refused recipients get none.
+#[test]
+fn one_reply_per_accepted_recipient_in_rcpt_order_for_any_outcomes() {
+    let input = format!(
+        "{HELLO}MAIL FROM:<>\r\nRCPT TO:<a@in.example>\r\nRCPT TO:<unknown@in.example>\r\n\
+         RCPT TO:<b@in.example>\r\nRCPT TO:<c@in.example>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n"
+    );
+    let outcomes = [
+        Outcome::Temporary(crate::outcome::Temporary::Status(500)),
+        Outcome::Delivered,
+        Outcome::RejectedAsTooLarge,
+    ];
+    for piece in [0, 1, 7] {
+        let mut s = session();
+        let mut seen = Seen {
+            script: vec![outcomes.to_vec()],
+            ..Seen::default()
+        };
+        let chunks: Vec<&[u8]> = match piece {
+            0 => vec![input.as_bytes()],
+            n => input.as_bytes().chunks(n).collect(),
+        };
+        for chunk in chunks {
+            let actions = s.feed(chunk);
+            seen.take(&mut s, actions);
+        }
+        seen.flush();
+        let tail = &seen.events[seen.events.len() - 6..];
+        assert_eq!(
+            tail,
+            [
+                "deliver",
+                "451 4.3.0",
+                "250 2.0.0",
+                "552 5.3.4",
+                "221 2.0.0",
+                "close"
+            ],
+            "pieces of {piece}"
+        );
+    }
+}
+
+#[test]
+fn input_behind_the_message_waits_for_its_outcomes() {
+    let mut s = session();
+    s.feed(format!("{}DATA\r\n", envelope()).as_bytes());
+    let actions = s.feed(b"x\r\n.\r\nNOOP\r\n");
+    assert!(matches!(actions.last(), Some(Action::Deliver(_))));
+    // Nothing is answered while the message is being delivered.
+    assert!(s.feed(b"QUIT\r\n").is_empty());
+    let after = s.delivered(&[Outcome::Delivered]);
+    assert_eq!(
+        after,
+        [
+            Action::Send(
+                b"250 2.0.0 delivered to GitLab\r\n250 2.0.0 ok\r\n221 2.0.0 bye\r\n".to_vec()
+            ),
+            Action::Close
+        ]
+    );
+}
+
+#[test]
+fn a_missing_outcome_is_a_temporary_failure_never_a_250() {
+    let mut s = session();
+    let input = format!("{HELLO}MAIL FROM:<>\r\nRCPT TO:<a@in.example>\r\nRCPT TO:<b@in.example>\r\nDATA\r\nx\r\n.\r\n");
+    s.feed(input.as_bytes());
+    let after = s.delivered(&[Outcome::Delivered]);
+    let mut seen = Seen::default();
+    seen.take(&mut s, after);
+    seen.flush();
+    assert_eq!(seen.events, ["log", "250 2.0.0", "451 4.3.0"]);
+    // Called again with no message: only a log line, no reply.
+    assert!(matches!(s.delivered(&[]).as_slice(), [Action::Log(_)]));
 }
