@@ -180,6 +180,9 @@ const HEADER_TOKENS: &[&str] = &[
 ];
 
 const LMTP_TOKENS: &[&str] = &[
+    // A whole transaction, so deliveries (and RFC 2033 §4.2) come often.
+    "LHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<incoming+k@in.example>\r\nRCPT TO:<x@y>\r\n\
+     RCPT TO:<incoming+j@in.example>\r\nDATA\r\nx\r\n.\r\n",
     "LHLO x\r\n",
     "EHLO x\r\n",
     "HELO x\r\n",
