@@ -9,7 +9,7 @@
 
 use crate::address::Template;
 use crate::jwt::Credential;
-use crate::key::Mailbox as MailboxKind;
+use crate::key::MailboxKind;
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -10,8 +10,10 @@ use crate::config::{Config, Mailbox};
 use crate::gitlab::Client;
 use crate::key;
 use crate::log;
+/// Re-exported for the LMTP session code, which imports it from here.
+pub use crate::log::printable;
 use crate::message::Headers;
-use crate::outcome::Outcome;
+use crate::outcome::{self, Handed, Outcome};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,11 +39,6 @@ impl Deliverer {
         Ok(Deliverer { config, client })
     }
 
-    /// The configuration in use.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// Decides whether `recipient` is a GitLab address (see [`route`]);
     /// a refusal is logged.
     pub fn route(&self, recipient: &str) -> Result<Route, Outcome> {
@@ -55,8 +52,8 @@ impl Deliverer {
     /// outcome per route, in order. `received` is when the message arrived.
     pub fn deliver(&self, message: &[u8], routes: &[Route], received: Instant) -> Vec<Outcome> {
         let headers = Headers::parse(message);
-        let queue_id = headers.queue_id().unwrap_or_else(|| "-".into());
-        let message_id = headers.message_id().map(printable).unwrap_or_default();
+        let queue_id = headers.queue_id();
+        let message_id = headers.message_id();
         routes
             .iter()
             .map(|route| {
@@ -68,21 +65,24 @@ impl Deliverer {
                 let outcome = if message.len() > self.config.max_message_size {
                     Outcome::TooLarge
                 } else {
-                    self.client
-                        .post(mailbox.kind, &mailbox.credential, &delivered_to, message)
+                    Outcome::from_post(self.client.post(
+                        mailbox.kind,
+                        &mailbox.credential,
+                        &delivered_to,
+                        message,
+                    ))
                 };
-                let key = headers
-                    .gitlab_key(&mailbox.template, &self.config.gitlab.host, &delivered_to)
-                    .map_or_else(|| "-".to_string(), |k| printable(&k));
-                log::info(&format!(
-                    "{queue_id}: to=<{}>, mailbox={}, key={key}, status={} ({}), size={}, delay={}ms, message-id=<{message_id}>",
-                    printable(&route.recipient),
-                    mailbox.kind.name(),
-                    outcome.status_word(),
-                    outcome.reply(),
-                    message.len(),
-                    received.elapsed().as_millis(),
-                ));
+                let key =
+                    headers.gitlab_key(&mailbox.template, &self.config.gitlab.host, &delivered_to);
+                let handed = Handed {
+                    queue_id: queue_id.as_deref(),
+                    mailbox: mailbox.kind,
+                    key: key.as_deref(),
+                    size: message.len(),
+                    delay: received.elapsed(),
+                    message_id: message_id.as_deref(),
+                };
+                log::info(&outcome::log_line(&route.recipient, &outcome, Some(&handed)));
                 outcome
             })
             .collect()
@@ -122,37 +122,18 @@ pub fn route(mailboxes: &[Mailbox], recipient: &str) -> Option<Route> {
         .map(to_route)
 }
 
-/// `to=<recipient>, status=deferred (451 4.4.7 …)`: the log fragment for
-/// an outcome decided without asking GitLab.
+/// `to=<recipient>, status=deferred (451 4.4.7 …)`: the log line for an
+/// outcome decided without asking GitLab. Kept for the LMTP session code;
+/// the line itself is [`outcome::log_line`]'s.
 pub fn status_line(recipient: &str, outcome: &Outcome) -> String {
-    format!(
-        "to=<{}>, status={} ({})",
-        printable(recipient),
-        outcome.status_word(),
-        outcome.reply()
-    )
-}
-
-/// Text from the network made safe for one log line: control characters
-/// escaped, length bounded.
-pub fn printable(s: &str) -> String {
-    s.chars()
-        .take(512)
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    outcome::log_line(recipient, outcome, None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::address::Template;
-    use crate::key::Mailbox as Kind;
+    use crate::key::MailboxKind as Kind;
     use std::path::PathBuf;
 
     fn mailbox(kind: Kind, address: &str, catch_all: bool, strict_keys: bool) -> Mailbox {
@@ -238,8 +219,4 @@ mod tests {
         );
     }
 
-    #[test]
-    fn printable_escapes_controls() {
-        assert_eq!(printable("a\r\nb\u{0}"), "a\\r\\nb\\u{0}");
-    }
 }
