@@ -82,7 +82,11 @@ impl Deliverer {
                     delay: received.elapsed(),
                     message_id: message_id.as_deref(),
                 };
-                log::info(&outcome::log_line(&route.recipient, &outcome, Some(&handed)));
+                log::info(&outcome::log_line(
+                    &route.recipient,
+                    &outcome,
+                    Some(&handed),
+                ));
                 outcome
             })
             .collect()
@@ -218,5 +222,4 @@ mod tests {
             None
         );
     }
-
 }
