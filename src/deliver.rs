@@ -80,7 +80,7 @@ impl Deliverer {
                     key: key.as_deref(),
                     size: message.len(),
                     delay: received.elapsed(),
-                    message_id: message_id.as_deref(),
+                    message_id,
                 };
                 log::info(&outcome::log_line(
                     &route.recipient,

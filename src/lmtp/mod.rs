@@ -3,7 +3,7 @@
 //! (listeners in `listen`). Delivery itself is the core's
 //! ([`crate::deliver`]); nothing here talks to GitLab.
 
-pub mod input;
+pub(crate) mod input;
 mod listen;
 pub mod server;
-pub mod session;
+pub(crate) mod session;
