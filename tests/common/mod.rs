@@ -3,8 +3,9 @@
 //! process ([`StandIn`], in `standin.rs`), running the binary with bounded
 //! time ([`run`]), a running `serve` ([`Server`], in `serve.rs`) and a raw
 //! LMTP client for it ([`Client`], in `lmtp.rs`), what GitLab makes of a
-//! posted body (`keys.rs`), test certificates
-//! ([`tls_certificates`]) and bounded waiting ([`wait_until`]).
+//! posted body (`keys.rs`), what a process listens on (`procfs.rs`),
+//! test certificates ([`tls_certificates`]) and bounded waiting
+//! ([`wait_until`]).
 //!
 //! Everything here is loopback-only and bounded: every wait has a deadline,
 //! every child process is killed when its owner is dropped. Nothing here
@@ -13,9 +14,9 @@
 // Each test crate uses only some of these helpers.
 #![allow(dead_code)]
 
-mod json;
 mod keys;
 mod lmtp;
+mod procfs;
 mod run;
 mod serve;
 mod standin;
@@ -23,11 +24,11 @@ mod tls;
 
 // Not every test crate uses every re-export.
 #[allow(unused_imports)]
-pub use json::{parse_flat_json, Json};
-#[allow(unused_imports)]
 pub use keys::{key_in_posted, keyless_message, logged_key, own_emails, GITLAB_HOST, OTHER_KEY};
 #[allow(unused_imports)]
 pub use lmtp::{stuffed, Client, Reply, Stream, WAIT};
+#[allow(unused_imports)]
+pub use procfs::listening_sockets;
 #[allow(unused_imports)]
 pub use run::{run, run_merged, wait_bounded, Run, RUN_LIMIT};
 #[allow(unused_imports)]
@@ -123,6 +124,15 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
 pub fn unused_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local_addr").port()
+}
+
+/// Writes a fresh secret file as GitLab does ([`new_secret_text`], mode
+/// 0600), replacing any file there; returns the base64 text, for checking
+/// that no output shows it.
+pub fn write_secret(path: &Path) -> String {
+    let text = new_secret_text();
+    write_file(path, text.as_bytes(), 0o600);
+    text.trim_end().to_string()
 }
 
 // ---------------------------------------------------------------------------
@@ -290,8 +300,8 @@ impl TestEnv {
         let dir = TempDir::new();
         let incoming_secret = dir.path().join("incoming.secret");
         let service_desk_secret = dir.path().join("service_desk.secret");
-        write_file(&incoming_secret, new_secret_text().as_bytes(), 0o600);
-        write_file(&service_desk_secret, new_secret_text().as_bytes(), 0o600);
+        write_secret(&incoming_secret);
+        write_secret(&service_desk_secret);
         let env = TestEnv {
             config: dir.path().join("config.toml"),
             dir,
