@@ -43,7 +43,11 @@ impl Deliverer {
     /// a refusal is logged.
     pub fn route(&self, recipient: &str) -> Result<Route, Outcome> {
         route(&self.config.mailboxes, recipient).ok_or_else(|| {
-            log::info(&status_line(recipient, &Outcome::UnknownRecipient));
+            log::info(&outcome::log_line(
+                recipient,
+                &Outcome::UnknownRecipient,
+                None,
+            ));
             Outcome::UnknownRecipient
         })
     }
