@@ -64,7 +64,7 @@ fn uncomment_settings(text: &str) -> String {
 #[test]
 fn packaged_config_is_accepted_and_shows_the_real_defaults() {
     let dir = TempDir::new();
-    let text = packaged_config(&dir.path());
+    let text = packaged_config(dir.path());
     let path = dir.path().join("config.toml");
 
     let shipped = Config::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));
