@@ -63,11 +63,11 @@ pub enum MailboxArg {
     ServiceDeskEmail,
 }
 
-impl From<MailboxArg> for crate::key::Mailbox {
+impl From<MailboxArg> for crate::key::MailboxKind {
     fn from(arg: MailboxArg) -> Self {
         match arg {
-            MailboxArg::IncomingEmail => crate::key::Mailbox::Incoming,
-            MailboxArg::ServiceDeskEmail => crate::key::Mailbox::ServiceDesk,
+            MailboxArg::IncomingEmail => crate::key::MailboxKind::Incoming,
+            MailboxArg::ServiceDeskEmail => crate::key::MailboxKind::ServiceDesk,
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use crate::address::Template;
 use crate::jwt::Credential;
-use crate::key::Mailbox as MailboxKind;
+use crate::key::MailboxKind;
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -52,7 +52,7 @@ pub struct Gitlab {
 }
 
 /// One `[incoming_email]` or `[service_desk_email]` section.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mailbox {
     /// Which GitLab mailbox this is.
     pub kind: MailboxKind,

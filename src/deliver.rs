@@ -7,22 +7,15 @@
 
 use crate::address::Match;
 use crate::config::{Config, Mailbox};
+/// Re-exported for the LMTP session code, which imports it from here.
+use crate::envelope::Route;
 use crate::gitlab::Client;
 use crate::key;
 use crate::log;
 use crate::message::Headers;
-use crate::outcome::Outcome;
+use crate::outcome::{self, Handed, Outcome};
 use std::sync::Arc;
 use std::time::Instant;
-
-/// A recipient that belongs to a configured GitLab mailbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    /// The envelope recipient, as given.
-    pub recipient: String,
-    /// Index into [`Config::mailboxes`].
-    pub mailbox: usize,
-}
 
 /// The shared delivery state: configuration and HTTP client.
 pub struct Deliverer {
@@ -37,13 +30,8 @@ impl Deliverer {
         Ok(Deliverer { config, client })
     }
 
-    /// The configuration in use.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// Decides whether `recipient` is a GitLab address (see [`route`]).
-    /// Pure: the front door logs a refusal ([`status_line`]).
+    /// Pure: the front door logs a refusal (`outcome::log_line`).
     pub fn route(&self, recipient: &str) -> Result<Route, Outcome> {
         route(&self.config.mailboxes, recipient).ok_or(Outcome::UnknownRecipient)
     }
@@ -52,12 +40,12 @@ impl Deliverer {
     /// outcome per route, in order. `received` is when the message arrived.
     pub fn deliver(&self, message: &[u8], routes: &[Route], received: Instant) -> Vec<Outcome> {
         let headers = Headers::parse(message);
-        let queue_id = headers.queue_id().unwrap_or_else(|| "-".into());
-        let message_id = headers.message_id().map(printable).unwrap_or_default();
+        let queue_id = headers.queue_id();
+        let message_id = headers.message_id();
         routes
             .iter()
             .map(|route| {
-                let mailbox = &self.config.mailboxes[route.mailbox];
+                let mailbox = &route.mailbox;
                 // One address for the posted `Delivered-To:` line and for the
                 // key lookup: the logged key is the one GitLab finds in the
                 // posted bytes.
@@ -65,20 +53,27 @@ impl Deliverer {
                 let outcome = if message.len() > self.config.max_message_size {
                     Outcome::TooLarge
                 } else {
-                    self.client
-                        .post(mailbox.kind, &mailbox.credential, &delivered_to, message)
+                    Outcome::from_post(self.client.post(
+                        mailbox.kind,
+                        &mailbox.credential,
+                        &delivered_to,
+                        message,
+                    ))
                 };
-                let key = headers
-                    .gitlab_key(&mailbox.template, &self.config.gitlab.host, &delivered_to)
-                    .map_or_else(|| "-".to_string(), |k| printable(&k));
-                log::info(&format!(
-                    "{queue_id}: to=<{}>, mailbox={}, key={key}, status={} ({}), size={}, delay={}ms, message-id=<{message_id}>",
-                    printable(&route.recipient),
-                    mailbox.kind.name(),
-                    outcome.status_word(),
-                    outcome.reply(),
-                    message.len(),
-                    received.elapsed().as_millis(),
+                let key =
+                    headers.gitlab_key(&mailbox.template, &self.config.gitlab.host, &delivered_to);
+                let handed = Handed {
+                    queue_id: queue_id.as_deref(),
+                    mailbox: mailbox.kind,
+                    key: key.as_deref(),
+                    size: message.len(),
+                    delay: received.elapsed(),
+                    message_id,
+                };
+                log::info(&outcome::log_line(
+                    &route.recipient,
+                    &outcome,
+                    Some(&handed),
                 ));
                 outcome
             })
@@ -94,9 +89,9 @@ pub fn route(mailboxes: &[Mailbox], recipient: &str) -> Option<Route> {
     if recipient.chars().any(char::is_control) {
         return None;
     }
-    let to_route = |mailbox| Route {
+    let to_route = |i: usize| Route {
         recipient: recipient.to_string(),
-        mailbox,
+        mailbox: mailboxes[i].clone(),
     };
     let matches: Vec<(usize, Match)> = mailboxes
         .iter()
@@ -119,37 +114,11 @@ pub fn route(mailboxes: &[Mailbox], recipient: &str) -> Option<Route> {
         .map(to_route)
 }
 
-/// `to=<recipient>, status=deferred (451 4.4.7 …)`: the log fragment for
-/// an outcome decided without asking GitLab.
-pub fn status_line(recipient: &str, outcome: &Outcome) -> String {
-    format!(
-        "to=<{}>, status={} ({})",
-        printable(recipient),
-        outcome.status_word(),
-        outcome.reply()
-    )
-}
-
-/// Text from the network made safe for one log line: control characters
-/// escaped, length bounded.
-pub fn printable(s: &str) -> String {
-    s.chars()
-        .take(512)
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::address::Template;
-    use crate::key::Mailbox as Kind;
+    use crate::key::MailboxKind as Kind;
     use std::path::PathBuf;
 
     fn mailbox(kind: Kind, address: &str, catch_all: bool, strict_keys: bool) -> Mailbox {
@@ -170,7 +139,8 @@ mod tests {
     }
 
     fn mailbox_of(rcpt: &str) -> Option<usize> {
-        route(&boxes(), rcpt).map(|r| r.mailbox)
+        let boxes = boxes();
+        route(&boxes, rcpt).and_then(|r| boxes.iter().position(|m| *m == r.mailbox))
     }
 
     #[test]
@@ -233,10 +203,5 @@ mod tests {
             mailbox_of("incoming+59d8df8370b7e95c5a49fbf86aeb2c93@in.example\0"),
             None
         );
-    }
-
-    #[test]
-    fn printable_escapes_controls() {
-        assert_eq!(printable("a\r\nb\u{0}"), "a\\r\\nb\\u{0}");
     }
 }

@@ -8,8 +8,8 @@
 use crate::address::Template;
 use crate::config::Mailbox;
 use crate::deliver::route;
-use crate::deliver::Route;
-use crate::key::{self, Mailbox as Kind};
+use crate::envelope::Route;
+use crate::key::{self, MailboxKind as Kind};
 use crate::lmtp::session::{Action, Limits, Session};
 use crate::message::Headers;
 use crate::outcome::{Outcome, Temporary};
@@ -248,10 +248,7 @@ pub fn lmtp_session(data: &[u8]) {
     };
     let router = |rcpt: &str| {
         if rcpt.starts_with("incoming+") {
-            Ok(Route {
-                recipient: rcpt.to_string(),
-                mailbox: 0,
-            })
+            Ok(Route::sample(rcpt))
         } else {
             Err(Outcome::UnknownRecipient)
         }

@@ -3,13 +3,13 @@
 //!
 //! The body is the message exactly as received with one `Delivered-To:`
 //! line on top, streamed from the caller's buffer (no copy per recipient).
-//! The HTTP answer is mapped to an [`Outcome`] by [`outcome::from_gitlab_status`];
-//! everything that is not an answer from GitLab is a temporary failure.
+//! [`Client::post`] says what happened on the wire, as a [`Posted`]; what
+//! that means for the message (sent, deferred, bounced) is decided by
+//! `outcome`, not here.
 
 use crate::config::Gitlab as GitlabConfig;
 use crate::jwt::{self, Credential, Signer};
-use crate::key::Mailbox;
-use crate::outcome::{self, Outcome, Temporary};
+use crate::key::MailboxKind;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -42,6 +42,22 @@ pub const SECRET_TTL: Duration = Duration::from_secs(10);
 /// GitLab's clock being up to B behind ours and up to 300 − B ahead.
 /// The middle, 150, tolerates 150 s either way: `check` fails above 120.
 pub const IAT_BACKDATE_SECS: u64 = 150;
+
+/// What happened to one POST, as seen on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Posted {
+    /// GitLab answered with this HTTP status.
+    Status(u16),
+    /// GitLab could not be reached: refused, no route, DNS, TLS handshake.
+    /// Nothing was sent.
+    Unreachable(String),
+    /// The connection broke or timed out during the request: GitLab may or
+    /// may not have the message.
+    Lost(String),
+    /// Nothing was sent because of a local problem: the secret or signing
+    /// key could not be read or used.
+    Local(String),
+}
 
 /// Signing material recently read, by file.
 type SignerCache = Mutex<Vec<(PathBuf, Signer, Instant)>>;
@@ -89,7 +105,7 @@ impl Client {
     }
 
     /// The API endpoint for `mailbox`.
-    pub fn endpoint(&self, mailbox: Mailbox) -> String {
+    pub fn endpoint(&self, mailbox: MailboxKind) -> String {
         format!("{}/api/v4/internal/mail_room/{}", self.url, mailbox.name())
     }
 
@@ -98,17 +114,17 @@ impl Client {
     /// so rotation needs no restart).
     pub fn post(
         &self,
-        mailbox: Mailbox,
+        mailbox: MailboxKind,
         credential: &Credential,
         delivered_to: &str,
         message: &[u8],
-    ) -> Outcome {
+    ) -> Posted {
         let token = self
             .signer(credential)
             .and_then(|signer| jwt::token(&signer, issued_at()).map_err(|e| e.to_string()));
         let token = match token {
             Ok(t) => t,
-            Err(e) => return Outcome::Temporary(Temporary::Local(e)),
+            Err(e) => return Posted::Local(e),
         };
         let prefix = delivered_to_line(delivered_to);
         let len = prefix.len() + message.len();
@@ -135,9 +151,9 @@ impl Client {
                     .with_config()
                     .limit(64 * 1024)
                     .read_to_vec();
-                outcome::from_gitlab_status(response.status().as_u16())
+                Posted::Status(response.status().as_u16())
             }
-            Err(e) => Outcome::Temporary(transport_error(&e)),
+            Err(e) => transport_error(&e),
         }
     }
 
@@ -159,7 +175,7 @@ impl Client {
 
     /// Posts with a deliberately invalid token and returns GitLab's status:
     /// `401` proves the route exists without creating anything.
-    pub fn probe(&self, mailbox: Mailbox) -> Result<(u16, Option<String>), String> {
+    pub fn probe(&self, mailbox: MailboxKind) -> Result<(u16, Option<String>), String> {
         let response = self
             .agent
             .post(self.endpoint(mailbox))
@@ -191,14 +207,16 @@ fn issued_at() -> u64 {
         .map_or(0, |d| d.as_secs().saturating_sub(IAT_BACKDATE_SECS))
 }
 
-fn transport_error(e: &ureq::Error) -> Temporary {
+/// Whether a transport error happened before anything was sent
+/// ([`Posted::Unreachable`]) or during the request ([`Posted::Lost`]).
+fn transport_error(e: &ureq::Error) -> Posted {
     use ureq::Error as E;
     match e {
         E::HostNotFound | E::ConnectionFailed | E::Tls(_) | E::Rustls(_) => {
-            Temporary::Unreachable(describe(e))
+            Posted::Unreachable(describe(e))
         }
         E::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Temporary::Unreachable(describe(e))
+            Posted::Unreachable(describe(e))
         }
         // ureq hands a failed TLS handshake (untrusted certificate, wrong
         // name) over as an I/O error wrapping the rustls error.
@@ -207,9 +225,9 @@ fn transport_error(e: &ureq::Error) -> Temporary {
                 .get_ref()
                 .is_some_and(|inner| inner.is::<rustls::Error>()) =>
         {
-            Temporary::Unreachable(describe(e))
+            Posted::Unreachable(describe(e))
         }
-        _ => Temporary::ConnectionLost(describe(e)),
+        _ => Posted::Lost(describe(e)),
     }
 }
 

@@ -17,25 +17,25 @@
 
 /// Which GitLab mailbox a key is for: they accept different shapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Mailbox {
+pub enum MailboxKind {
     /// `incoming_email`: replies, new issues/MRs, notes, unsubscribe, Service Desk.
     Incoming,
     /// `service_desk_email`: every key is a Service Desk key.
     ServiceDesk,
 }
 
-impl Mailbox {
+impl MailboxKind {
     /// The mailbox name in GitLab's API path and configuration.
     pub fn name(self) -> &'static str {
         match self {
-            Mailbox::Incoming => "incoming_email",
-            Mailbox::ServiceDesk => "service_desk_email",
+            MailboxKind::Incoming => "incoming_email",
+            MailboxKind::ServiceDesk => "service_desk_email",
         }
     }
 }
 
 /// True when a GitLab handler takes `key` in `mailbox` and can act on it.
-pub fn is_valid(mailbox: Mailbox, key: &str) -> bool {
+pub fn is_valid(mailbox: MailboxKind, key: &str) -> bool {
     if !safe_chars(key) {
         return false;
     }
@@ -43,7 +43,7 @@ pub fn is_valid(mailbox: Mailbox, key: &str) -> bool {
         // `lib/gitlab/email/receiver.rb` tries every handler of
         // `lib/gitlab/email/handler.rb` (EE adds Service Desk); the first
         // whose `can_handle?` is true gets the mail.
-        Mailbox::Incoming => {
+        MailboxKind::Incoming => {
             is_reply_key(key)
                 || is_unsubscribe(key)
                 || is_new_issue(key)
@@ -55,7 +55,7 @@ pub fn is_valid(mailbox: Mailbox, key: &str) -> bool {
         // Service Desk handler with the key as `service_desk_key`, so its
         // `can_handle?` is always true; it finds a project by the forms of
         // `is_service_desk` or by `<slug>-<project key>`.
-        Mailbox::ServiceDesk => is_service_desk(key) || is_service_desk_project_key(key),
+        MailboxKind::ServiceDesk => is_service_desk(key) || is_service_desk_project_key(key),
     }
 }
 

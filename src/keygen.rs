@@ -7,7 +7,7 @@
 //! administrator applies them: GitLab first, then this host. The private
 //! key is never printed.
 
-use crate::key::Mailbox;
+use crate::key::MailboxKind;
 use crate::signing_key::SigningKey;
 use std::ffi::CString;
 use std::fs::{self, OpenOptions};
@@ -21,7 +21,7 @@ use std::process::ExitCode;
 const SERVICE_GROUP: &str = "gitlab-mailgate";
 
 /// The default key file for `mailbox`.
-pub fn default_path(mailbox: Mailbox) -> PathBuf {
+pub fn default_path(mailbox: MailboxKind) -> PathBuf {
     PathBuf::from(format!(
         "/etc/gitlab-mailgate/{}_signing_key.pem",
         mailbox.name()
@@ -29,7 +29,7 @@ pub fn default_path(mailbox: Mailbox) -> PathBuf {
 }
 
 /// Makes the key, writes it, prints the instructions.
-pub fn run(mailbox: Mailbox, out: Option<&Path>) -> ExitCode {
+pub fn run(mailbox: MailboxKind, out: Option<&Path>) -> ExitCode {
     let path = out.map_or_else(|| default_path(mailbox), Path::to_path_buf);
     match write_key(&path) {
         Ok((key, owner_note)) => {
@@ -105,7 +105,7 @@ fn set_group(file: &fs::File) -> Option<String> {
 }
 
 /// What to do next, with the public key. `path` is where the private key is.
-fn instructions(mailbox: Mailbox, path: &Path, key: &SigningKey) -> String {
+fn instructions(mailbox: MailboxKind, path: &Path, key: &SigningKey) -> String {
     let name = mailbox.name();
     // A name per key, so old and new public keys can sit side by side.
     let public = format!("/etc/gitlab/{name}_mailgate_{}.pub", &key.kid()[..12]);
@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn instructions_name_the_key_and_never_the_private_half() {
         let (key, pem) = SigningKey::generate().unwrap();
-        let text = instructions(Mailbox::ServiceDesk, Path::new("/k.pem"), &key);
+        let text = instructions(MailboxKind::ServiceDesk, Path::new("/k.pem"), &key);
         assert!(text.contains(&key.public_key_pem()));
         assert!(text.contains("gitlab_rails['service_desk_email_public_key_files']"));
         assert!(text.contains("signing_key_file = \"/k.pem\""));

@@ -1,22 +1,26 @@
 //! gitlab-mailgate's library: the delivery core and its two front doors
 //! (LMTP server and pipe command). `main.rs` only dispatches.
+//!
+//! Public are the modules the binary, the integration tests, the examples
+//! and the fuzz targets use; the rest is internal and may change freely.
 
 pub mod address;
 pub mod check;
 pub mod cli;
 pub mod config;
-pub mod deliver;
+mod deliver;
+mod envelope;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod gitlab;
-pub mod jwt;
-pub mod key;
+mod gitlab;
+mod jwt;
+mod key;
 pub mod keygen;
 pub mod lmtp;
-pub mod log;
+mod log;
 pub mod message;
-pub mod outcome;
+mod outcome;
 pub mod pipe;
-pub mod reply;
-pub mod secret;
-pub mod signing_key;
+mod reply;
+mod secret;
+mod signing_key;

@@ -116,6 +116,21 @@ fn write(sink: &mut Sink, level: Level, text: &str) {
     }
 }
 
+/// Text from the network made safe for one log line: control characters
+/// escaped, length bounded.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .take(512)
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 /// Logs an informational line.
 pub fn info(text: &str) {
     line(Level::Info, text);
@@ -143,4 +158,14 @@ fn prefix(level: Level) -> &'static str {
 /// data (a logger or lines) is still usable.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn printable_escapes_controls() {
+        assert_eq!(printable("a\r\nb\u{0}"), "a\\r\\nb\\u{0}");
+    }
 }

@@ -3,18 +3,14 @@
 
 use clap::Parser;
 use gitlab_mailgate::cli::{Cli, Command};
-use gitlab_mailgate::{check, keygen, lmtp, outcome, pipe};
+use gitlab_mailgate::{check, keygen, lmtp, pipe};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) if is_pipe_mode() && e.use_stderr() => {
-            // Postfix bounces on clap's exit 2: a broken master.cf entry must defer.
-            println!("4.3.5 gitlab-mailgate: bad command line (see master.cf)");
-            eprintln!("{e}");
-            return ExitCode::from(outcome::EX_TEMPFAIL);
-        }
+        // Postfix bounces on clap's exit 2: a broken master.cf entry must defer.
+        Err(e) if is_pipe_mode() && e.use_stderr() => return pipe::bad_command_line(&e),
         Err(e) => e.exit(),
     };
     match cli.command {

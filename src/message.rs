@@ -6,7 +6,7 @@
 //! gitlab/email_handler/mail_key.rb`): the headers below, in this order,
 //! repeated headers in the order they appear, first hit wins; every match
 //! case-sensitive; `To`/`Cc` only as parsable address lists (see
-//! [`addresses`]); `References` only when it holds two or more ids.
+//! `addresses`); `References` only when it holds two or more ids.
 
 use crate::address::Template;
 use mail_parser::{Message, MessageParser};

@@ -1,11 +1,17 @@
 //! What happened to one recipient, and the one table that turns it into an
-//! LMTP reply, a `pipe(8)` exit status and a log status.
+//! LMTP reply, a `pipe(8)` exit status, DSN text and a log line.
 //!
 //! Principle: anything that is not a definitive answer from GitLab is
 //! temporary, so Postfix keeps the message and retries. Only an unknown
-//! recipient and a message too large bounce.
+//! recipient and a message too large bounce. The GitLab client only reports
+//! what happened on the wire ([`Posted`]); [`Outcome::from_post`] decides
+//! what that means. Nothing here does I/O: callers write the results.
 
+use crate::gitlab::Posted;
+use crate::key::MailboxKind;
+use crate::log::printable;
 use crate::reply::*;
+use std::time::Duration;
 
 /// sysexits.h: successful termination.
 pub const EX_OK: u8 = 0;
@@ -48,6 +54,9 @@ pub enum Temporary {
     Local(String),
     /// The overall deadline of this delivery passed.
     Deadline,
+    /// `pipe(8)` ran us with arguments we cannot parse: master.cf is wrong.
+    /// Deferred, not bounced, so the mail waits for the fix.
+    BadCommandLine,
 }
 
 impl Outcome {
@@ -68,33 +77,16 @@ impl Outcome {
                 "message too large for GitLab",
             ),
             Outcome::Temporary(t) => match t {
-                Temporary::Unreachable(e) => Reply {
-                    enhanced: E_NO_ANSWER,
-                    ..temp.with_text(format!("cannot reach GitLab: {e}"))
-                },
-                Temporary::ConnectionLost(e) => Reply {
-                    enhanced: E_BAD_CONNECTION,
-                    ..temp.with_text(format!("connection to GitLab lost: {e}"))
-                },
-                Temporary::NotAuthorized(s) => Reply {
-                    enhanced: E_SECURITY,
-                    ..temp.with_text(format!(
+                Temporary::Unreachable(e) => temp.with_text(format!("cannot reach GitLab: {e}")).with_enhanced(E_NO_ANSWER),
+                Temporary::ConnectionLost(e) => temp.with_text(format!("connection to GitLab lost: {e}")).with_enhanced(E_BAD_CONNECTION),
+                Temporary::NotAuthorized(s) => temp.with_text(format!(
                         "GitLab refused our token ({s}): check secret_file and that the mailbox is enabled in GitLab"
-                    ))
-                },
-                Temporary::NotFound => Reply {
-                    enhanced: E_MISCONFIGURED,
-                    ..temp.with_text("GitLab answered 404: check [gitlab] url, or GitLab is too old for this API")
-                },
+                    )).with_enhanced(E_SECURITY),
+                Temporary::NotFound => temp.with_text("GitLab answered 404: check [gitlab] url, or GitLab is too old for this API").with_enhanced(E_MISCONFIGURED),
                 Temporary::Status(s) => temp.with_text(format!("GitLab answered {s}")),
-                Temporary::Local(e) => Reply {
-                    enhanced: E_MISCONFIGURED,
-                    ..temp.with_text(format!("local error: {e}"))
-                },
-                Temporary::Deadline => Reply {
-                    enhanced: E_EXPIRED,
-                    ..temp.with_text("delivery deadline passed")
-                },
+                Temporary::Local(e) => temp.with_text(format!("local error: {e}")).with_enhanced(E_MISCONFIGURED),
+                Temporary::Deadline => temp.with_text("delivery deadline passed").with_enhanced(E_EXPIRED),
+                Temporary::BadCommandLine => temp.with_text("gitlab-mailgate: bad command line (see master.cf)").with_enhanced(E_MISCONFIGURED),
             },
         }
     }
@@ -118,6 +110,32 @@ impl Outcome {
         }
     }
 
+    /// The DSN line `pipe(8)` reads from our first output (`4.4.1 text`,
+    /// no newline); `None` for success, which has nothing to explain.
+    pub fn dsn(&self) -> Option<String> {
+        (*self != Outcome::Delivered).then(|| {
+            let reply = self.reply();
+            format!("{} {}", reply.status().unwrap_or_default(), reply.text)
+        })
+    }
+
+    /// Maps what happened to a POST to GitLab (the table's GitLab column):
+    /// only a 2xx delivers and only a 400 bounces; everything else is
+    /// retried, since it says nothing final about the message.
+    pub fn from_post(posted: Posted) -> Outcome {
+        let temp = Outcome::Temporary;
+        match posted {
+            Posted::Status(200..=299) => Outcome::Delivered,
+            Posted::Status(400) => Outcome::RejectedAsTooLarge,
+            Posted::Status(s @ (401 | 403)) => temp(Temporary::NotAuthorized(s)),
+            Posted::Status(404) => temp(Temporary::NotFound),
+            Posted::Status(s) => temp(Temporary::Status(s)),
+            Posted::Unreachable(e) => temp(Temporary::Unreachable(e)),
+            Posted::Lost(e) => temp(Temporary::ConnectionLost(e)),
+            Posted::Local(e) => temp(Temporary::Local(e)),
+        }
+    }
+
     /// The one outcome that stands for several recipients in a single
     /// exit status: any temporary failure first (so nothing is lost), then
     /// any permanent one, else success.
@@ -129,15 +147,53 @@ impl Outcome {
     }
 }
 
-/// Maps a GitLab HTTP status to an outcome (the table's GitLab column).
-pub fn from_gitlab_status(status: u16) -> Outcome {
-    match status {
-        200..=299 => Outcome::Delivered,
-        400 => Outcome::RejectedAsTooLarge,
-        401 | 403 => Outcome::Temporary(Temporary::NotAuthorized(status)),
-        404 => Outcome::Temporary(Temporary::NotFound),
-        s => Outcome::Temporary(Temporary::Status(s)),
-    }
+/// What the log line of a message handed to GitLab says besides the
+/// recipient and the outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct Handed<'a> {
+    /// Postfix's queue id from the message's `Received:` header, if any.
+    pub queue_id: Option<&'a str>,
+    /// The mailbox it was posted to.
+    pub mailbox: MailboxKind,
+    /// The key GitLab will find in the posted message, if any.
+    pub key: Option<&'a str>,
+    /// The message size in bytes, as received.
+    pub size: usize,
+    /// Time from receiving the message to GitLab's answer.
+    pub delay: Duration,
+    /// The `Message-ID:`, if any.
+    pub message_id: Option<&'a str>,
+}
+
+/// The one log line per recipient, in Postfix's `name=value` style. Without
+/// `handed` (refused at `RCPT`, oversize, deadline) it is the short
+/// `to=<…>, status=deferred (451 4.4.7 …)`; with it, the delivery line
+/// `{queue_id}: to=<…>, mailbox=…, key=…, status=… (…), size=…, delay=…ms,
+/// message-id=<…>`. Text from the network is made [`printable`] here.
+pub fn log_line(recipient: &str, outcome: &Outcome, handed: Option<&Handed>) -> String {
+    let to = printable(recipient);
+    let status = format!("status={} ({})", outcome.status_word(), outcome.reply());
+    let Some(h) = handed else {
+        return format!("to=<{to}>, {status}");
+    };
+    format!(
+        "{}: to=<{to}>, mailbox={}, key={}, {status}, size={}, delay={}ms, message-id=<{}>",
+        h.queue_id.unwrap_or("-"),
+        h.mailbox.name(),
+        h.key.map_or_else(|| "-".to_string(), printable),
+        h.size,
+        h.delay.as_millis(),
+        h.message_id.map(printable).unwrap_or_default(),
+    )
+}
+
+/// The one line per message, before its recipients' lines, as Postfix
+/// writes for a queue file: `from=<sender>, size=…, nrcpt=…`.
+pub fn message_line(sender: &str, size: usize, recipients: usize) -> String {
+    format!(
+        "from=<{}>, size={size}, nrcpt={recipients}",
+        printable(sender)
+    )
 }
 
 #[cfg(test)]
@@ -148,16 +204,33 @@ mod tests {
         let r = o.reply();
         (
             r.code,
-            r.enhanced.to_string(),
+            r.status().unwrap_or_default(),
             o.exit_code(),
             o.status_word(),
         )
+    }
+
+    fn from_gitlab_status(status: u16) -> Outcome {
+        Outcome::from_post(Posted::Status(status))
     }
 
     #[test]
     fn the_outcome_table() {
         let t = |s| Outcome::Temporary(s);
         let cases = [
+            (
+                Outcome::from_post(Posted::Unreachable("refused".into())),
+                (451, "4.4.1", 75, "deferred"),
+            ),
+            (
+                Outcome::from_post(Posted::Lost("timeout".into())),
+                (451, "4.4.2", 75, "deferred"),
+            ),
+            (
+                Outcome::from_post(Posted::Local("unreadable".into())),
+                (451, "4.3.5", 75, "deferred"),
+            ),
+            (t(Temporary::BadCommandLine), (451, "4.3.5", 75, "deferred")),
             (from_gitlab_status(200), (250, "2.0.0", 0, "sent")),
             (from_gitlab_status(400), (552, "5.3.4", 69, "bounced")),
             (from_gitlab_status(401), (451, "4.7.0", 75, "deferred")),
@@ -199,8 +272,43 @@ mod tests {
             Outcome::TooLarge,
             Outcome::Temporary(Temporary::NotFound),
         ] {
-            assert_eq!(o.reply().is_temporary(), o.exit_code() == EX_TEMPFAIL);
+            assert_eq!(o.reply().code / 100 == 4, o.exit_code() == EX_TEMPFAIL);
         }
+    }
+
+    #[test]
+    fn dsn_is_enhanced_code_and_text() {
+        assert_eq!(Outcome::Delivered.dsn(), None);
+        assert_eq!(
+            Outcome::Temporary(Temporary::BadCommandLine).dsn().unwrap(),
+            "4.3.5 gitlab-mailgate: bad command line (see master.cf)"
+        );
+        assert_eq!(
+            Outcome::UnknownRecipient.dsn().unwrap(),
+            "5.1.1 no such GitLab address"
+        );
+    }
+
+    #[test]
+    fn log_lines_short_and_full() {
+        let o = Outcome::Temporary(Temporary::Deadline);
+        assert_eq!(
+            log_line("a\nb@x", &o, None),
+            "to=<a\\nb@x>, status=deferred (451 4.4.7 delivery deadline passed)"
+        );
+        let h = Handed {
+            queue_id: None,
+            mailbox: MailboxKind::ServiceDesk,
+            key: Some("k\r"),
+            size: 12,
+            delay: Duration::from_millis(7),
+            message_id: Some("id@x"),
+        };
+        assert_eq!(
+            log_line("r@x", &Outcome::Delivered, Some(&h)),
+            "-: to=<r@x>, mailbox=service_desk_email, key=k\\r, status=sent (250 2.0.0 delivered to GitLab), \
+             size=12, delay=7ms, message-id=<id@x>"
+        );
     }
 
     #[test]

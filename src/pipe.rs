@@ -8,9 +8,9 @@
 //! first thing written; log lines are held back until after it.
 
 use crate::config::Config;
-use crate::deliver::{printable, status_line, Deliverer};
+use crate::deliver::Deliverer;
 use crate::log;
-use crate::outcome::{Outcome, Temporary};
+use crate::outcome::{log_line, message_line, Outcome, Temporary};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -69,11 +69,10 @@ fn deliver(
         // Read the rest so Postfix sees us take the whole message, then refuse it.
         let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
     }
-    log::info(&format!(
-        "from=<{}>, size={}, nrcpt={}",
-        printable(sender.unwrap_or("")),
+    log::info(&message_line(
+        sender.unwrap_or(""),
         message.len(),
-        recipients.len()
+        recipients.len(),
     ));
 
     let mut outcomes = Vec::with_capacity(recipients.len());
@@ -82,7 +81,7 @@ fn deliver(
         match deliverer.route(r) {
             Ok(route) => routes.push(route),
             Err(o) => {
-                log::info(&status_line(r, &o));
+                log::info(&log_line(r, &o, None));
                 outcomes.push(o);
             }
         }
@@ -98,7 +97,7 @@ fn start_watchdog(deadline: Duration, recipients: Vec<String>) {
         std::thread::sleep(deadline);
         let outcome = Outcome::Temporary(Temporary::Deadline);
         for r in &recipients {
-            log::warn(&status_line(r, &outcome));
+            log::warn(&log_line(r, &outcome, None));
         }
         std::process::exit(finish(&outcome).into());
     });
@@ -116,12 +115,27 @@ fn finish(outcome: &Outcome) -> u8 {
         }
     }
     *finished = true;
-    if *outcome != Outcome::Delivered {
-        let reply = outcome.reply();
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{} {}", reply.enhanced, reply.text);
-        let _ = out.flush();
-    }
+    write_dsn(outcome);
     log::release_held();
     outcome.exit_code()
+}
+
+/// `pipe(8)` ran us with arguments clap cannot parse: a broken master.cf
+/// entry. Clap's own exit status 2 would bounce; this defers, with the DSN
+/// first and clap's explanation on standard error.
+pub fn bad_command_line(error: &clap::Error) -> ExitCode {
+    let outcome = Outcome::Temporary(Temporary::BadCommandLine);
+    write_dsn(&outcome);
+    eprintln!("{error}");
+    ExitCode::from(outcome.exit_code())
+}
+
+/// Writes the outcome's DSN line, if it has one, and flushes it: Postfix
+/// reads it from the very first bytes of our output.
+fn write_dsn(outcome: &Outcome) {
+    if let Some(dsn) = outcome.dsn() {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{dsn}");
+        let _ = out.flush();
+    }
 }

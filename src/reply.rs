@@ -8,114 +8,147 @@
 use std::borrow::Cow;
 use std::fmt;
 
-/// An RFC 3463 enhanced status code `class.subject.detail`.
+/// The subject and detail of an RFC 3463 enhanced status code. Its class
+/// (2, 4 or 5) is never stored: it is the first digit of the reply code it
+/// goes with, so a 5xx reply with a 4.x.x code cannot be built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Enhanced(pub u8, pub u16, pub u16);
+pub struct Enhanced(pub u16, pub u16);
 
-impl fmt::Display for Enhanced {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.0, self.1, self.2)
-    }
-}
-
-/// One reply: code, enhanced status and human-readable text (one line).
+/// One reply: code, enhanced status and text for the remote side, with
+/// extra lines before it for a multi-line reply (LHLO's extensions).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     /// The three-digit reply code (RFC 5321 §4.2).
     pub code: u16,
-    /// The enhanced status code (RFC 3463), sent after the reply code.
-    pub enhanced: Enhanced,
-    /// Text for the client; never contains CR or LF.
+    /// The enhanced status code (RFC 3463), sent after the reply code; none
+    /// on the greeting, LHLO and 354 (RFC 2034 §3).
+    pub enhanced: Option<Enhanced>,
+    /// Text for the client (the last line's); never contains CR or LF.
     pub text: Cow<'static, str>,
+    /// The lines before the last of a multi-line reply.
+    pub lines: Vec<String>,
 }
 
 impl Reply {
-    /// A reply with static text.
+    /// A reply with an enhanced status code and static text.
     pub const fn new(code: u16, enhanced: Enhanced, text: &'static str) -> Reply {
         Reply {
             code,
-            enhanced,
+            enhanced: Some(enhanced),
             text: Cow::Borrowed(text),
+            lines: Vec::new(),
+        }
+    }
+
+    /// A reply without an enhanced status code.
+    pub fn plain(code: u16, text: impl Into<String>) -> Reply {
+        Reply {
+            code,
+            enhanced: None,
+            text: Cow::Borrowed(""),
+            lines: Vec::new(),
+        }
+        .with_text(text)
+    }
+
+    /// A multi-line reply without enhanced code: `code-line` for all but
+    /// the last line, `code line` for the last.
+    pub fn multiline(code: u16, lines: &[String]) -> Reply {
+        let (last, rest) = lines.split_last().map_or(("", &[][..]), |(l, r)| (l, r));
+        Reply {
+            lines: rest.iter().map(|l| one_line(l)).collect(),
+            ..Reply::plain(code, last)
         }
     }
 
     /// The same code with other text; CR and LF are replaced so the text
     /// cannot break the reply apart.
     pub fn with_text(&self, text: impl Into<String>) -> Reply {
-        let text: String = text
-            .into()
-            .chars()
-            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
-            .collect();
         Reply {
-            text: Cow::Owned(text),
+            text: Cow::Owned(one_line(&text.into())),
             ..self.clone()
         }
     }
 
-    /// True for 4xx replies: the client keeps the message and tries again.
-    pub fn is_temporary(&self) -> bool {
-        self.code / 100 == 4
+    /// The same reply with another enhanced status code.
+    pub fn with_enhanced(&self, enhanced: Enhanced) -> Reply {
+        Reply {
+            enhanced: Some(enhanced),
+            ..self.clone()
+        }
     }
 
-    /// True for 5xx replies: the client gives up on it.
-    pub fn is_permanent(&self) -> bool {
-        self.code / 100 == 5
+    /// The enhanced status code in full (`4.4.1`), its class taken from
+    /// the reply code.
+    pub fn status(&self) -> Option<String> {
+        self.enhanced
+            .map(|Enhanced(subject, detail)| format!("{}.{subject}.{detail}", self.code / 100))
     }
 
-    /// Appends the reply, CRLF-terminated, to `out`.
+    /// Appends the reply, every line CRLF-terminated, to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
+        for line in &self.lines {
+            out.extend_from_slice(format!("{}-{line}\r\n", self.code).as_bytes());
+        }
         out.extend_from_slice(self.to_string().as_bytes());
         out.extend_from_slice(b"\r\n");
     }
 }
 
+/// `text` with CR and LF made spaces.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect()
+}
+
 impl fmt::Display for Reply {
-    /// `250 2.0.0 text`, without the line ending.
+    /// The last line, `250 2.0.0 text` (or `220 text`), without its ending.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {}", self.code, self.enhanced, self.text)
+        match self.status() {
+            Some(status) => write!(f, "{} {status} {}", self.code, self.text),
+            None => write!(f, "{} {}", self.code, self.text),
+        }
     }
 }
 
 // RFC 3463 enhanced status codes, by section.
 /// §3.1 X.0.0 other undefined status.
-pub const E_OK: Enhanced = Enhanced(2, 0, 0);
+pub const E_OK: Enhanced = Enhanced(0, 0);
 /// §3.2 X.1.0 other address status (used for MAIL FROM accepted).
-pub const E_SENDER_OK: Enhanced = Enhanced(2, 1, 0);
+pub const E_SENDER_OK: Enhanced = Enhanced(1, 0);
 /// §3.2 X.1.5 destination address valid.
-pub const E_RCPT_OK: Enhanced = Enhanced(2, 1, 5);
+pub const E_RCPT_OK: Enhanced = Enhanced(1, 5);
 /// §3.2 X.1.1 bad destination mailbox address.
-pub const E_NO_MAILBOX: Enhanced = Enhanced(5, 1, 1);
+pub const E_NO_MAILBOX: Enhanced = Enhanced(1, 1);
 /// §3.2 X.1.3 bad destination mailbox address syntax.
-pub const E_BAD_RCPT_SYNTAX: Enhanced = Enhanced(5, 1, 3);
+pub const E_BAD_RCPT_SYNTAX: Enhanced = Enhanced(1, 3);
 /// §3.2 X.1.7 bad sender's mailbox address syntax.
-pub const E_BAD_SENDER_SYNTAX: Enhanced = Enhanced(5, 1, 7);
+pub const E_BAD_SENDER_SYNTAX: Enhanced = Enhanced(1, 7);
 /// §3.4 X.3.0 other or undefined mail system status.
-pub const E_SYSTEM: Enhanced = Enhanced(4, 3, 0);
+pub const E_SYSTEM: Enhanced = Enhanced(3, 0);
 /// §3.4 X.3.2 system not accepting network messages.
-pub const E_SHUTTING_DOWN: Enhanced = Enhanced(4, 3, 2);
+pub const E_SHUTTING_DOWN: Enhanced = Enhanced(3, 2);
 /// §3.4 X.3.4 message too big for system.
-pub const E_TOO_BIG: Enhanced = Enhanced(5, 3, 4);
+pub const E_TOO_BIG: Enhanced = Enhanced(3, 4);
 /// §3.4 X.3.5 system incorrectly configured.
-pub const E_MISCONFIGURED: Enhanced = Enhanced(4, 3, 5);
+pub const E_MISCONFIGURED: Enhanced = Enhanced(3, 5);
 /// §3.5 X.4.1 no answer from host.
-pub const E_NO_ANSWER: Enhanced = Enhanced(4, 4, 1);
+pub const E_NO_ANSWER: Enhanced = Enhanced(4, 1);
 /// §3.5 X.4.2 bad connection.
-pub const E_BAD_CONNECTION: Enhanced = Enhanced(4, 4, 2);
+pub const E_BAD_CONNECTION: Enhanced = Enhanced(4, 2);
 /// §3.5 X.4.7 delivery time expired.
-pub const E_EXPIRED: Enhanced = Enhanced(4, 4, 7);
+pub const E_EXPIRED: Enhanced = Enhanced(4, 7);
 /// §3.6 X.5.1 invalid command.
-pub const E_INVALID_COMMAND: Enhanced = Enhanced(5, 5, 1);
+pub const E_INVALID_COMMAND: Enhanced = Enhanced(5, 1);
 /// §3.6 X.5.2 syntax error.
-pub const E_SYNTAX: Enhanced = Enhanced(5, 5, 2);
+pub const E_SYNTAX: Enhanced = Enhanced(5, 2);
 /// §3.6 X.5.3 too many recipients.
-pub const E_TOO_MANY_RCPTS: Enhanced = Enhanced(4, 5, 3);
+pub const E_TOO_MANY_RCPTS: Enhanced = Enhanced(5, 3);
 /// §3.6 X.5.4 invalid command arguments.
-pub const E_BAD_ARGS: Enhanced = Enhanced(5, 5, 4);
-/// §3.6 X.6.0 other or undefined media error (bad message content).
-pub const E_MEDIA: Enhanced = Enhanced(5, 6, 0);
+pub const E_BAD_ARGS: Enhanced = Enhanced(5, 4);
 /// §3.8 X.7.0 other or undefined security status.
-pub const E_SECURITY: Enhanced = Enhanced(4, 7, 0);
+pub const E_SECURITY: Enhanced = Enhanced(7, 0);
 
 // RFC 5321 §4.2.3 reply codes (RFC 2033 reuses them for LMTP).
 /// 220 service ready (the greeting; RFC 2034 §3: no enhanced code on it).
@@ -147,8 +180,6 @@ pub const BAD_SEQUENCE: u16 = 503;
 pub const MAILBOX_UNAVAILABLE: u16 = 550;
 /// 552 requested mail action aborted: exceeded storage allocation.
 pub const EXCEEDED_STORAGE: u16 = 552;
-/// 554 transaction failed.
-pub const TRANSACTION_FAILED: u16 = 554;
 /// 555 MAIL FROM/RCPT TO parameters not recognized or not implemented.
 pub const PARAMS_NOT_RECOGNIZED: u16 = 555;
 
@@ -164,9 +195,38 @@ mod tests {
     }
 
     #[test]
+    fn the_class_comes_from_the_reply_code() {
+        assert_eq!(
+            Reply::new(LOCAL_ERROR, E_SYSTEM, "x").to_string(),
+            "451 4.3.0 x"
+        );
+        assert_eq!(
+            Reply::new(EXCEEDED_STORAGE, E_TOO_BIG, "x").to_string(),
+            "552 5.3.4 x"
+        );
+        assert_eq!(
+            Reply::new(OK, E_RCPT_OK, "x").status().as_deref(),
+            Some("2.1.5")
+        );
+    }
+
+    #[test]
+    fn replies_without_enhanced_code() {
+        assert_eq!(Reply::plain(READY, "mx ready").to_string(), "220 mx ready");
+        assert_eq!(Reply::plain(START_INPUT, "go").status(), None);
+        let mut out = Vec::new();
+        Reply::multiline(OK, &["mx".into(), "PIPELINING".into(), "SIZE 10".into()])
+            .write_to(&mut out);
+        assert_eq!(out, b"250-mx\r\n250-PIPELINING\r\n250 SIZE 10\r\n");
+    }
+
+    #[test]
     fn text_cannot_inject_lines() {
         let r = Reply::new(LOCAL_ERROR, E_SYSTEM, "").with_text("a\r\n250 b");
         assert_eq!(r.to_string(), "451 4.3.0 a  250 b");
-        assert!(r.is_temporary() && !r.is_permanent());
+        let r = Reply::multiline(OK, &["a\r\n250 b".into(), "c".into()]);
+        let mut out = Vec::new();
+        r.write_to(&mut out);
+        assert_eq!(out, b"250-a  250 b\r\n250 c\r\n");
     }
 }

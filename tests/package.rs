@@ -6,6 +6,9 @@
 //! and passes. It replaces any copy of the package installed before and
 //! leaves the package purged.
 
+mod common;
+
+use common::{keygen, write_secret, TempDir};
 use gitlab_mailgate::config::{Config, LogTarget};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -37,37 +40,13 @@ fn source(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-/// A temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("gitlab-mailgate-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create the temporary directory");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Writes a valid secret file (base64 of 32 bytes and a newline, 0600).
-fn write_secret(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n").expect("write secret");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod secret");
-}
-
 /// packaging/config.toml with its /etc/gitlab-mailgate/ paths moved to
-/// `dir`, where the secret files it names exist.
+/// `dir`, where the secret and signing key files it names exist.
 fn packaged_config(dir: &Path) -> String {
-    write_secret(&dir.join("incoming_email_secret"));
-    write_secret(&dir.join("service_desk_email_secret"));
+    for mailbox in ["incoming_email", "service_desk_email"] {
+        write_secret(&dir.join(format!("{mailbox}_secret")));
+        keygen(dir, mailbox, &format!("{mailbox}_signing_key.pem"));
+    }
     std::fs::read_to_string(source("packaging/config.toml"))
         .expect("read packaging/config.toml")
         .replace("/etc/gitlab-mailgate/", &format!("{}/", dir.display()))
@@ -87,9 +66,9 @@ fn uncomment_settings(text: &str) -> String {
 
 #[test]
 fn packaged_config_is_accepted_and_shows_the_real_defaults() {
-    let dir = TempDir::new("package-config");
-    let text = packaged_config(&dir.0);
-    let path = dir.0.join("config.toml");
+    let dir = TempDir::new();
+    let text = packaged_config(dir.path());
+    let path = dir.path().join("config.toml");
 
     let shipped = Config::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(shipped.gitlab.url, "https://gitlab.example.com");

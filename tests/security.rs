@@ -6,11 +6,8 @@
 //! Loopback only; every wait bounded; nothing asserts on timing.
 
 mod common;
-#[path = "hostile/procfs.rs"]
-mod procfs;
 
 use common::*;
-use procfs::listening_sockets;
 use std::collections::BTreeSet;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;

@@ -8,11 +8,12 @@
 //! GitLab unreachable (a closed loopback port) is deferred, which goes
 //! through the code that reads the secret and signs the token.
 
-use base64::Engine as _;
+mod common;
+
+use common::{write_secret, TempDir};
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,47 +24,6 @@ const SEVERITY_INFO: u8 = 6;
 
 const KNOWN_RECIPIENT: &str = "incoming+59d8df8370b7e95c5a49fbf86aeb2c93@incoming.example.com";
 const UNKNOWN_RECIPIENT: &str = "nobody@elsewhere.example.org";
-
-/// A temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let path = std::env::temp_dir().join(format!(
-            "gitlab-mailgate-syslog-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&path).expect("create the temporary directory");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Writes a fresh secret file (base64 of 32 random bytes, mode 0600) and
-/// returns its text.
-fn write_secret(path: &Path) -> String {
-    let mut raw = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut raw))
-        .expect("read /dev/urandom");
-    let text = base64::engine::general_purpose::STANDARD.encode(raw);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(format!("{text}\n").as_bytes()))
-        .expect("write the secret file");
-    text
-}
 
 /// A loopback port nobody listens on (bound, then released).
 fn closed_port() -> u16 {
@@ -181,14 +141,14 @@ fn check_datagrams<'a>(run: &'a Run, secrets: &[&str]) -> Vec<&'a str> {
 #[test]
 fn pipe_mode_logs_to_syslog_with_facility_mail_and_no_secret() {
     let dir = TempDir::new();
-    let socket_path = dir.0.join("log.sock");
+    let socket_path = dir.path().join("log.sock");
     let socket = UnixDatagram::bind(&socket_path).expect("bind the syslog socket");
     socket.set_nonblocking(true).expect("non-blocking socket");
 
-    let incoming = write_secret(&dir.0.join("incoming_secret"));
-    let service_desk = write_secret(&dir.0.join("service_desk_secret"));
+    let incoming = write_secret(&dir.path().join("incoming_secret"));
+    let service_desk = write_secret(&dir.path().join("service_desk_secret"));
     let secrets = [incoming.as_str(), service_desk.as_str()];
-    let config = dir.0.join("config.toml");
+    let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
         format!(
@@ -208,7 +168,7 @@ target = "syslog"
 syslog_socket = "{socket}"
 "#,
             port = closed_port(),
-            dir = dir.0.display(),
+            dir = dir.path().display(),
             socket = socket_path.display(),
         ),
     )

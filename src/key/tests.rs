@@ -3,7 +3,7 @@
 //! `gems/gitlab-email_handler/lib/gitlab/email_handler/`, `SDH` is
 //! `lib/gitlab/email/handler/service_desk_handler.rb`).
 
-use super::Mailbox::{Incoming, ServiceDesk};
+use super::MailboxKind::{Incoming, ServiceDesk};
 use super::*;
 
 /// `(key, incoming_email takes it, service_desk_email takes it, why)`.

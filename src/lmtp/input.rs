@@ -114,11 +114,14 @@ impl DataBody {
     }
 
     /// How many bytes of the message are held (never more than the limit).
+    /// Only the tests look inside a body being read.
+    #[cfg(test)]
     pub fn kept(&self) -> usize {
         self.message.as_ref().map_or(0, Vec::len)
     }
 
     /// True once the body has gone over the limit and is only read to its end.
+    #[cfg(test)]
     pub fn dropping(&self) -> bool {
         self.message.is_none()
     }

@@ -4,9 +4,10 @@
 //! readiness message to systemd (`NOTIFY_SOCKET`). Nothing here speaks LMTP.
 
 use crate::log;
+use listenfd::ListenFd;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
@@ -183,65 +184,46 @@ fn remove_stale(path: &Path) -> Result<(), String> {
     }
 }
 
-/// The listening sockets passed by systemd (sd_listen_fds(3)): file
-/// descriptors 3.. when `LISTEN_PID` is this process.
+/// The listening sockets passed by systemd (sd_listen_fds(3)), taken over
+/// by the `listenfd` crate: it checks `LISTEN_PID`, checks each descriptor's
+/// socket type, marks it close-on-exec and unsets the variables, so no
+/// child sees them. We call it before any thread exists (unsetting
+/// variables is only sound then).
 fn inherited() -> Result<Vec<Bound>, String> {
-    let var = |name| std::env::var(name).ok();
-    let ours = var("LISTEN_PID").and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
-    let count = match var("LISTEN_FDS") {
-        Some(n) if ours => n
-            .parse::<RawFd>()
-            .ok()
-            .filter(|n| (0..=1024).contains(n))
-            .ok_or_else(|| format!("LISTEN_FDS={n} is not a number of sockets"))?,
-        _ => return Ok(Vec::new()),
-    };
-    (3..3 + count).map(adopt).collect()
+    let mut fds = ListenFd::from_env();
+    (0..fds.len()).map(|i| adopt(&mut fds, i)).collect()
 }
 
-/// Takes over inherited descriptor `fd`, which must be a listening socket.
-fn adopt(fd: RawFd) -> Result<Bound, String> {
-    let mut listening: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: plain system calls on a descriptor number, with pointers to
-    // live locals of the sizes given.
-    let ok = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ACCEPTCONN,
-            (&mut listening as *mut libc::c_int).cast(),
-            &mut len,
-        ) == 0
-            && libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) == 0
-    };
-    if !ok || listening == 0 {
-        return Err(format!(
-            "inherited file descriptor {fd} is not a listening socket (check the .socket unit)"
-        ));
-    }
-    // SAFETY: systemd passed this descriptor to this process (LISTEN_PID
-    // matched), it is open and a listening socket, and nothing else here
-    // owns it.
-    let tcp = unsafe { TcpListener::from_raw_fd(fd) };
-    if let Ok(addr) = tcp.local_addr() {
+/// Takes over the `i`th inherited socket, which must be a TCP or unix
+/// stream socket.
+fn adopt(fds: &mut ListenFd, i: usize) -> Result<Bound, String> {
+    let which = format!("socket {} passed by systemd", i + 1);
+    // listenfd leaves the descriptor in place when the type does not fit,
+    // so the second try sees it too.
+    if let Ok(Some(tcp)) = fds.take_tcp_listener(i) {
+        let addr = tcp
+            .local_addr()
+            .map_err(|e| format!("{which}: {e} (check the .socket unit)"))?;
         return Ok(Bound {
             listener: Listener::Tcp(tcp),
             name: format!("{addr} (systemd)"),
         });
     }
-    // SAFETY: as above; ownership moves back out of the TcpListener.
-    let unix = unsafe { UnixListener::from_raw_fd(tcp.into_raw_fd()) };
-    let name = match unix.local_addr() {
-        Ok(a) => match a.as_pathname() {
-            Some(p) => format!("unix:{} (systemd)", p.display()),
-            None => "unix socket (systemd)".to_string(),
-        },
-        Err(_) => {
+    let unix = match fds.take_unix_listener(i) {
+        Ok(Some(unix)) => unix,
+        _ => {
             return Err(format!(
-                "inherited file descriptor {fd} is neither a TCP nor a unix socket"
+                "{which} is neither a TCP nor a unix stream socket (check the .socket unit)"
             ))
         }
+    };
+    let name = match unix
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+    {
+        Some(p) => format!("unix:{} (systemd)", p.display()),
+        None => "unix socket (systemd)".to_string(),
     };
     Ok(Bound {
         listener: Listener::Unix {

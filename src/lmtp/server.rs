@@ -1,6 +1,6 @@
 //! The LMTP server (`gitlab-mailgate serve`): loads the configuration,
 //! listens (see `listen`), and runs one thread per connection that drives
-//! a [`Session`] and hands finished messages to the delivery core.
+//! a `Session` and hands finished messages to the delivery core.
 //!
 //! Limits: `max_connections` at once (more get `421 4.3.2`), `idle_timeout`
 //! without progress — no command completed, no message bytes — (then
@@ -13,8 +13,9 @@
 use super::listen::{self, Bound, Stream};
 use super::session::{Action, Limits, Session};
 use crate::config::Config;
-use crate::deliver::{printable, Deliverer};
+use crate::deliver::Deliverer;
 use crate::log;
+use crate::outcome::message_line;
 use crate::reply::*;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::collections::VecDeque;
@@ -217,7 +218,7 @@ fn converse(stream: &mut Stream, peer: &str, server: &Server) -> usize {
     let mut last_input = Instant::now();
     loop {
         if let Some(reply) = must_close(server, session.in_transaction(), last_input) {
-            if reply.enhanced == E_BAD_CONNECTION {
+            if reply.enhanced == Some(E_BAD_CONNECTION) {
                 log::info(&format!("idle timeout, closing the connection from {peer}"));
             }
             let _ = send(stream, &mut line(&reply));
@@ -253,12 +254,7 @@ fn converse(stream: &mut Stream, peer: &str, server: &Server) -> usize {
                     if send(stream, &mut out).is_err() {
                         return messages;
                     }
-                    log::info(&format!(
-                        "from=<{}>, size={}, nrcpt={}",
-                        printable(&t.sender),
-                        t.message.len(),
-                        t.routes.len()
-                    ));
+                    log::info(&message_line(&t.sender, t.message.len(), t.routes.len()));
                     let outcomes = deliverer.deliver(&t.message, &t.routes, Instant::now());
                     actions.extend(session.delivered(&outcomes));
                     messages += 1;

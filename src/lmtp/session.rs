@@ -13,8 +13,9 @@
 //! refusals decided here (message too large) go through as well.
 
 use super::input::{BodyEnd, Chunk, DataBody, LineEvent, LineReader};
-use crate::deliver::{printable, status_line, Route};
-use crate::outcome::Outcome;
+use crate::envelope::Route;
+use crate::log::printable;
+use crate::outcome::{log_line, Outcome};
 use crate::reply::*;
 use command::{absurd_number, bad_sequence, not_implemented, not_lmtp, parse_error, too_big, verb};
 use smtp_proto::{MailFrom, Request, MAIL_BODY_BINARYMIME};
@@ -152,7 +153,13 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
     /// The greeting to send first: `220 <hostname> LMTP ...` (no enhanced
     /// code: RFC 2034 §3 leaves it off the greeting).
     pub fn greeting(&self) -> Vec<u8> {
-        format!("{READY} {} LMTP gitlab-mailgate ready\r\n", self.hostname).into_bytes()
+        let mut bytes = Vec::new();
+        Reply::plain(
+            READY,
+            format!("{} LMTP gitlab-mailgate ready", self.hostname),
+        )
+        .write_to(&mut bytes);
+        bytes
     }
 
     /// True from MAIL until the transaction is over (delivered, refused or
@@ -266,7 +273,7 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
         let ok = |text| Reply::new(OK, E_OK, text);
         match request {
             Request::Lhlo { .. } => {
-                out.raw(self.lhlo_reply().as_bytes());
+                out.reply(&self.lhlo_reply());
                 same(Phase::Idle)
             }
             Request::Mail { mut from } => {
@@ -330,7 +337,7 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
 
     /// The multi-line LHLO reply (RFC 2033 §4.1); no enhanced codes on it
     /// (RFC 2034 §3).
-    fn lhlo_reply(&self) -> String {
+    fn lhlo_reply(&self) -> Reply {
         let lines = [
             self.hostname.clone(),
             "PIPELINING".into(),
@@ -340,12 +347,7 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
             "SMTPUTF8".into(),
             "CHUNKING".into(),
         ];
-        let last = lines.len() - 1;
-        lines
-            .iter()
-            .enumerate()
-            .map(|(i, l)| format!("{OK}{}{l}\r\n", if i == last { ' ' } else { '-' }))
-            .collect()
+        Reply::multiline(OK, &lines)
     }
 
     fn mail(&self, phase: Phase, from: MailFrom<Cow<'_, str>>, out: &mut Out) -> State {
@@ -396,7 +398,7 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
                             out.reply(&Reply::new(OK, E_RCPT_OK, "recipient ok"));
                         }
                         Err(outcome) => {
-                            out.push(Action::Log(status_line(address, &outcome)));
+                            out.push(Action::Log(log_line(address, &outcome, None)));
                             out.reply(&outcome.reply());
                         }
                     }

@@ -1,10 +1,12 @@
 //! Helpers shared by the integration tests: a temporary directory with
-//! secret files and a configuration ([`TestEnv`]), the GitLab stand-in
+//! secret files and a configuration ([`TestEnv`]; the files themselves in
+//! `files.rs`, the only [`TempDir`] and secret writer), the GitLab stand-in
 //! process ([`StandIn`], in `standin.rs`), running the binary with bounded
 //! time ([`run`]), a running `serve` ([`Server`], in `serve.rs`) and a raw
 //! LMTP client for it ([`Client`], in `lmtp.rs`), what GitLab makes of a
-//! posted body (`keys.rs`), test certificates
-//! ([`tls_certificates`]) and bounded waiting ([`wait_until`]).
+//! posted body (`keys.rs`), what a process listens on (`procfs.rs`),
+//! test certificates ([`tls_certificates`]) and bounded waiting
+//! ([`wait_until`]).
 //!
 //! Everything here is loopback-only and bounded: every wait has a deadline,
 //! every child process is killed when its owner is dropped. Nothing here
@@ -13,9 +15,10 @@
 // Each test crate uses only some of these helpers.
 #![allow(dead_code)]
 
-mod json;
+mod files;
 mod keys;
 mod lmtp;
+mod procfs;
 mod run;
 mod serve;
 mod standin;
@@ -23,11 +26,13 @@ mod tls;
 
 // Not every test crate uses every re-export.
 #[allow(unused_imports)]
-pub use json::{parse_flat_json, Json};
+pub use files::{keygen, new_secret_text, signing_key_line, write_file, write_secret, TempDir};
 #[allow(unused_imports)]
 pub use keys::{key_in_posted, keyless_message, logged_key, own_emails, GITLAB_HOST, OTHER_KEY};
 #[allow(unused_imports)]
 pub use lmtp::{stuffed, Client, Reply, Stream, WAIT};
+#[allow(unused_imports)]
+pub use procfs::listening_sockets;
 #[allow(unused_imports)]
 pub use run::{run, run_merged, wait_bounded, Run, RUN_LIMIT};
 #[allow(unused_imports)]
@@ -37,16 +42,11 @@ pub use standin::{recorded_requests, Body, Extra, Request, StandIn};
 #[allow(unused_imports)]
 pub use tls::{tls_certificates, Certificates};
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use std::fs;
-use std::io::Write;
 use std::net::TcpListener;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// A legacy reply key of GitLab's shape.
 pub const KEY: &str = "59d8df8370b7e95c5a49fbf86aeb2c93";
@@ -126,103 +126,6 @@ pub fn unused_port() -> u16 {
 }
 
 // ---------------------------------------------------------------------------
-// Temporary directories
-
-/// A directory under `std::env::temp_dir()`, removed on drop (kept when
-/// `GITLAB_MAILGATE_KEEP_TEST_DIRS` is set, for looking at a failure).
-pub struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    /// Creates a new, empty directory with a unique name.
-    pub fn new() -> TempDir {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        for _ in 0..100 {
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            let path = std::env::temp_dir().join(format!(
-                "gitlab-mailgate-test-{}-{}-{nanos}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            ));
-            if fs::create_dir(&path).is_ok() {
-                return TempDir { path };
-            }
-        }
-        panic!("cannot create a temporary directory");
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::env::var_os("GITLAB_MAILGATE_KEEP_TEST_DIRS").is_none() {
-            let _ = fs::remove_dir_all(&self.path);
-        } else {
-            eprintln!("kept {}", self.path.display());
-        }
-    }
-}
-
-/// Writes `contents` to `path` with permission bits `mode` (exactly: the
-/// umask does not apply).
-pub fn write_file(path: &Path, contents: &[u8], mode: u32) {
-    let _ = fs::remove_file(path);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-    f.write_all(contents).expect("write file");
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
-/// Runs `gitlab-mailgate keygen MAILBOX --out DIR/NAME`, which must
-/// succeed; returns the key file and a file `DIR/NAME.pub` with the public
-/// key it printed (the PEM block of its output).
-pub fn keygen(dir: &Path, mailbox: &str, name: &str) -> (PathBuf, PathBuf) {
-    let key = dir.join(name);
-    let out = run(
-        Command::new(bin())
-            .args(["keygen", mailbox, "--out"])
-            .arg(&key),
-        b"",
-    );
-    assert_eq!(out.code, Some(0), "keygen: {}{}", out.out(), out.err());
-    let text = out.out();
-    let begin = text
-        .find("-----BEGIN PUBLIC KEY-----")
-        .expect("a public key");
-    let end = text.find("-----END PUBLIC KEY-----").expect("its end") + 24;
-    let public = dir.join(format!("{name}.pub"));
-    write_file(
-        &public,
-        format!("{}\n", &text[begin..end]).as_bytes(),
-        0o644,
-    );
-    (key, public)
-}
-
-/// The `signing_key_file = "…"` line for `key`.
-pub fn signing_key_line(key: &Path) -> String {
-    format!("signing_key_file = {}", toml_string(&key.to_string_lossy()))
-}
-
-/// A new random secret as GitLab writes it: base64 of 32 bytes and `\n`.
-pub fn new_secret_text() -> String {
-    let mut key = [0u8; 32];
-    getrandom::getrandom(&mut key).expect("random bytes");
-    format!("{}\n", BASE64.encode(key))
-}
-
-// ---------------------------------------------------------------------------
 // Configuration
 
 /// The values a test configuration is written from.
@@ -290,8 +193,8 @@ impl TestEnv {
         let dir = TempDir::new();
         let incoming_secret = dir.path().join("incoming.secret");
         let service_desk_secret = dir.path().join("service_desk.secret");
-        write_file(&incoming_secret, new_secret_text().as_bytes(), 0o600);
-        write_file(&service_desk_secret, new_secret_text().as_bytes(), 0o600);
+        write_secret(&incoming_secret);
+        write_secret(&service_desk_secret);
         let env = TestEnv {
             config: dir.path().join("config.toml"),
             dir,

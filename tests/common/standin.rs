@@ -1,7 +1,6 @@
 //! The GitLab stand-in (`tests/support/gitlab_standin.py`) as a child
 //! process: start it, switch its mode, read what it received.
 
-use super::json::{parse_flat_json, Json};
 use super::{project_file, wait_until, TestEnv};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -267,21 +266,23 @@ pub fn recorded_requests(out: &Path) -> Vec<Request> {
 }
 
 fn parse_request(line: &str) -> Result<Request, String> {
-    let map = parse_flat_json(line)?;
+    use serde_json::Value;
+    let value: Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let map = value.as_object().ok_or("not a JSON object")?;
     let text = |k: &str| match map.get(k) {
-        Some(Json::Str(s)) => Some(s.clone()),
-        Some(Json::Num(n)) => Some(format!("{n}")),
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
         _ => None,
     };
     let number = |k: &str| match map.get(k) {
-        Some(Json::Num(n)) => Some(*n as u64),
+        Some(Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)),
         _ => None,
     };
     Ok(Request {
         seq: number("seq").ok_or("no seq")?,
         mailbox: text("mailbox").ok_or("no mailbox")?,
         status: text("status").unwrap_or_default(),
-        jwt_ok: map.get("jwt_ok") == Some(&Json::Bool(true)),
+        jwt_ok: map.get("jwt_ok") == Some(&Value::Bool(true)),
         delivered_to: text("delivered_to"),
         length: number("length"),
         nonce: text("nonce"),

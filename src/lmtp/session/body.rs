@@ -46,7 +46,10 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
     pub(super) fn data(&self, phase: Phase, out: &mut Out) -> State {
         match phase {
             Phase::Mail(envelope) if !envelope.routes.is_empty() => {
-                out.raw(format!("{START_INPUT} end data with <CR><LF>.<CR><LF>\r\n").as_bytes());
+                out.reply(&Reply::plain(
+                    START_INPUT,
+                    "end data with <CR><LF>.<CR><LF>",
+                ));
                 State::Data(envelope, DataBody::new(self.limits.max_message_size))
             }
             phase => {
@@ -136,7 +139,7 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
             out.push(Action::Log(format!(
                 "from=<{}>, {}, size>{}",
                 printable(&envelope.sender),
-                status_line(&route.recipient, &Outcome::TooLarge),
+                log_line(&route.recipient, &Outcome::TooLarge, None),
                 self.limits.max_message_size
             )));
         }

@@ -15,10 +15,7 @@ type Router = fn(&str) -> Result<Route, Outcome>;
 /// Accepts every address in `in.example` but `unknown@in.example`.
 fn router(rcpt: &str) -> Result<Route, Outcome> {
     if rcpt.ends_with("@in.example") && !rcpt.starts_with("unknown@") {
-        Ok(Route {
-            recipient: rcpt.to_string(),
-            mailbox: 0,
-        })
+        Ok(Route::sample(rcpt))
     } else {
         Err(Outcome::UnknownRecipient)
     }
