@@ -17,7 +17,7 @@ use crate::envelope::Route;
 use crate::log::printable;
 use crate::outcome::{log_line, Outcome};
 use crate::reply::*;
-use command::{absurd_number, bad_sequence, not_implemented, not_lmtp, parse_error, too_big, verb};
+use command::{absurd_number, bad_sequence, not_implemented, not_lmtp, parse_error, verb};
 use smtp_proto::{MailFrom, Request, MAIL_BODY_BINARYMIME};
 use std::borrow::Cow;
 
@@ -348,72 +348,6 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
             "CHUNKING".into(),
         ];
         Reply::multiline(OK, &lines)
-    }
-
-    fn mail(&self, phase: Phase, from: MailFrom<Cow<'_, str>>, out: &mut Out) -> State {
-        match phase {
-            Phase::Idle if from.size > self.limits.max_message_size => {
-                out.reply(&too_big("message size exceeds the limit"));
-                State::Commands(Phase::Idle)
-            }
-            Phase::Idle if from.flags & MAIL_BODY_BINARYMIME != 0 => {
-                out.reply(&Reply::new(
-                    PARAMS_NOT_RECOGNIZED,
-                    E_BAD_ARGS,
-                    "BODY=BINARYMIME is not supported",
-                ));
-                State::Commands(Phase::Idle)
-            }
-            Phase::Idle => {
-                out.reply(&Reply::new(OK, E_SENDER_OK, "sender ok"));
-                State::Commands(Phase::Mail(Envelope {
-                    sender: from.address.into_owned(),
-                    routes: Vec::new(),
-                }))
-            }
-            Phase::Start => {
-                out.reply(&bad_sequence("send LHLO first"));
-                State::Commands(Phase::Start)
-            }
-            phase @ (Phase::Mail(_) | Phase::Chunking(..)) => {
-                out.reply(&bad_sequence("nested MAIL command"));
-                State::Commands(phase)
-            }
-        }
-    }
-
-    fn rcpt(&self, phase: Phase, address: &str, out: &mut Out) -> State {
-        match phase {
-            Phase::Mail(mut envelope) => {
-                if envelope.routes.len() >= self.limits.max_recipients {
-                    out.reply(&Reply::new(
-                        INSUFFICIENT_STORAGE,
-                        E_TOO_MANY_RCPTS,
-                        "too many recipients",
-                    ));
-                } else {
-                    match (self.router)(address) {
-                        Ok(route) => {
-                            envelope.routes.push(route);
-                            out.reply(&Reply::new(OK, E_RCPT_OK, "recipient ok"));
-                        }
-                        Err(outcome) => {
-                            out.push(Action::Log(log_line(address, &outcome, None)));
-                            out.reply(&outcome.reply());
-                        }
-                    }
-                }
-                State::Commands(Phase::Mail(envelope))
-            }
-            phase @ (Phase::Start | Phase::Idle) => {
-                out.reply(&bad_sequence("need MAIL before RCPT"));
-                State::Commands(phase)
-            }
-            phase @ Phase::Chunking(..) => {
-                out.reply(&bad_sequence("RCPT after BDAT"));
-                State::Commands(phase)
-            }
-        }
     }
 }
 

@@ -1,7 +1,8 @@
-//! Small pieces of command handling: the verb of a line, numbers
-//! smtp-proto cannot read, and the replies for refused commands.
+//! Command handling beyond the dispatch in the session: MAIL and RCPT,
+//! the verb of a line, numbers smtp-proto cannot read, and the replies
+//! for refused commands.
 
-use crate::reply::*;
+use super::*;
 use smtp_proto::Error as ParseError;
 
 /// The command word of `line`, upper-cased.
@@ -75,5 +76,73 @@ pub(super) fn parse_error(e: &ParseError) -> Reply {
         ParseError::NeedsMoreData { .. }
         | ParseError::ResponseTooLong
         | ParseError::InvalidResponse { .. } => Reply::new(UNRECOGNIZED, E_SYNTAX, "syntax error"),
+    }
+}
+
+impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
+    pub(super) fn mail(&self, phase: Phase, from: MailFrom<Cow<'_, str>>, out: &mut Out) -> State {
+        match phase {
+            Phase::Idle if from.size > self.limits.max_message_size => {
+                out.reply(&too_big("message size exceeds the limit"));
+                State::Commands(Phase::Idle)
+            }
+            Phase::Idle if from.flags & MAIL_BODY_BINARYMIME != 0 => {
+                out.reply(&Reply::new(
+                    PARAMS_NOT_RECOGNIZED,
+                    E_BAD_ARGS,
+                    "BODY=BINARYMIME is not supported",
+                ));
+                State::Commands(Phase::Idle)
+            }
+            Phase::Idle => {
+                out.reply(&Reply::new(OK, E_SENDER_OK, "sender ok"));
+                State::Commands(Phase::Mail(Envelope {
+                    sender: from.address.into_owned(),
+                    routes: Vec::new(),
+                }))
+            }
+            Phase::Start => {
+                out.reply(&bad_sequence("send LHLO first"));
+                State::Commands(Phase::Start)
+            }
+            phase @ (Phase::Mail(_) | Phase::Chunking(..)) => {
+                out.reply(&bad_sequence("nested MAIL command"));
+                State::Commands(phase)
+            }
+        }
+    }
+
+    pub(super) fn rcpt(&self, phase: Phase, address: &str, out: &mut Out) -> State {
+        match phase {
+            Phase::Mail(mut envelope) => {
+                if envelope.routes.len() >= self.limits.max_recipients {
+                    out.reply(&Reply::new(
+                        INSUFFICIENT_STORAGE,
+                        E_TOO_MANY_RCPTS,
+                        "too many recipients",
+                    ));
+                } else {
+                    match (self.router)(address) {
+                        Ok(route) => {
+                            envelope.routes.push(route);
+                            out.reply(&Reply::new(OK, E_RCPT_OK, "recipient ok"));
+                        }
+                        Err(outcome) => {
+                            out.push(Action::Log(log_line(address, &outcome, None)));
+                            out.reply(&outcome.reply());
+                        }
+                    }
+                }
+                State::Commands(Phase::Mail(envelope))
+            }
+            phase @ (Phase::Start | Phase::Idle) => {
+                out.reply(&bad_sequence("need MAIL before RCPT"));
+                State::Commands(phase)
+            }
+            phase @ Phase::Chunking(..) => {
+                out.reply(&bad_sequence("RCPT after BDAT"));
+                State::Commands(phase)
+            }
+        }
     }
 }
