@@ -9,6 +9,7 @@ pub mod deliver;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gitlab;
+pub mod gitlab_yml;
 pub mod jwt;
 pub mod key;
 pub mod keygen;
