@@ -1,6 +1,7 @@
 //! gitlab-mailgate's library: the delivery core and its two front doors
 //! (LMTP server and pipe command). `main.rs` only dispatches.
 
+pub mod access;
 pub mod address;
 pub mod check;
 pub mod cli;
