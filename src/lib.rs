@@ -19,6 +19,8 @@ pub mod log;
 pub mod message;
 pub mod outcome;
 pub mod pipe;
+pub mod postfix_conf;
 pub mod reply;
 pub mod secret;
+pub mod setup;
 pub mod signing_key;

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use gitlab_mailgate::cli::{Cli, Command};
-use gitlab_mailgate::{check, keygen, lmtp, outcome, pipe};
+use gitlab_mailgate::{check, keygen, lmtp, outcome, pipe, setup};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -24,7 +24,8 @@ fn main() -> ExitCode {
             recipients,
         } => pipe::run(&config.path, sender.as_deref(), &recipients),
         Command::Serve { config } => lmtp::server::run(&config.path),
-        Command::Check { config } => check::run(&config.path),
+        Command::Check { config, postfix } => check::run(&config.path, &postfix.into()),
+        Command::Setup(args) => setup::run(&args),
         Command::Keygen { mailbox, out } => keygen::run(mailbox.into(), out.as_deref()),
     }
 }
