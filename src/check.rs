@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 mod route;
+mod send_test;
 pub use route::RouteOptions;
 
 /// Clock skew above this is a warning: half of what tokens tolerate.

@@ -39,6 +39,10 @@ pub enum Command {
         config: ConfigArg,
         #[command(flatten)]
         postfix: PostfixArgs,
+        /// Also send one message through Postfix to an address gitlab-mailgate
+        /// refuses before GitLab sees it, and report where it ended.
+        #[arg(long)]
+        send_test: bool,
     },
     /// Configure gitlab-mailgate from GitLab's gitlab.yml, and with
     /// --postfix route the incoming domains to it; then run check.
@@ -143,6 +147,7 @@ impl From<PostfixArgs> for crate::check::RouteOptions {
         crate::check::RouteOptions {
             required: args.postfix || args.postfix_config.is_some(),
             postfix_config: args.postfix_config,
+            send_test: false,
         }
     }
 }

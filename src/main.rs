@@ -24,7 +24,11 @@ fn main() -> ExitCode {
             recipients,
         } => pipe::run(&config.path, sender.as_deref(), &recipients),
         Command::Serve { config } => lmtp::server::run(&config.path),
-        Command::Check { config, postfix } => check::run(&config.path, &postfix.into()),
+        Command::Check {
+            config,
+            postfix,
+            send_test,
+        } => check::run(&config.path, &check::RouteOptions::new(postfix, send_test)),
         Command::Setup(args) => setup::run(&args),
         Command::Keygen { mailbox, out } => keygen::run(mailbox.into(), out.as_deref()),
     }

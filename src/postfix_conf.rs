@@ -115,6 +115,11 @@ impl Postfix {
         self.tool("postconf", &["-Fh", field])
     }
 
+    /// master.cf's services, one per line (`postconf -M`).
+    pub fn master_services(&self) -> Result<String, String> {
+        self.tool("postconf", &["-M"])
+    }
+
     /// Postfix's configuration directory.
     pub fn dir(&self) -> Result<PathBuf, String> {
         match &self.config_dir {

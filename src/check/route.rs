@@ -18,6 +18,8 @@ pub struct RouteOptions {
     pub postfix_config: Option<PathBuf>,
     /// Fail (not warn) when Postfix is absent or does not route a domain.
     pub required: bool,
+    /// Also send a test message through Postfix ([`super::send_test`]).
+    pub send_test: bool,
 }
 
 pub(super) fn check_route(report: &mut Report, config: &Config, opts: &RouteOptions) {
@@ -79,6 +81,9 @@ pub(super) fn check_route(report: &mut Report, config: &Config, opts: &RouteOpti
             check_target(report, &pf, &queue, &target);
             tested.push(target);
         }
+    }
+    if opts.send_test {
+        super::send_test::run(report, config, &pf);
     }
 }
 
@@ -185,3 +190,13 @@ fn reply(reader: &mut impl BufRead) -> Result<String, String> {
 
 /// Timeouts for the probe connections.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl RouteOptions {
+    /// The options of `check`'s command line.
+    pub fn new(postfix: crate::cli::PostfixArgs, send_test: bool) -> RouteOptions {
+        RouteOptions {
+            send_test,
+            ..postfix.into()
+        }
+    }
+}

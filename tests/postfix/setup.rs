@@ -111,6 +111,21 @@ fn setup_routes_an_unconfigured_postfix_and_a_second_run_changes_nothing() {
         "incoming_email",
         "setup-in",
     );
+
+    // check --send-test: through Postfix to gitlab-mailgate, refused there.
+    let out = Command::new(&env.bin)
+        .args(["check", "--send-test", "--postfix-config", pf.config_dir()])
+        .arg("--config")
+        .arg(&env.config)
+        .output()
+        .expect("run gitlab-mailgate check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("--- check --send-test:\n{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("reached gitlab-mailgate, which refused the test key"),
+        "{text}"
+    );
 }
 
 #[test]
