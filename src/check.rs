@@ -16,6 +16,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod public_keys;
 mod route;
 mod send_test;
 pub use route::RouteOptions;
@@ -64,6 +65,7 @@ pub fn run(path: &Path, route: &RouteOptions) -> ExitCode {
                 check_credential(&mut report, mailbox);
                 check_domain(&mut report, &config, mailbox);
             }
+            public_keys::check(&mut report, &config);
             check_gitlab(&mut report, &config);
             route::check_route(&mut report, &config, route);
         }
