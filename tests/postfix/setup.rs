@@ -159,3 +159,55 @@ fn setup_dry_run_changes_nothing() {
         "a dry run wrote the configuration"
     );
 }
+
+#[test]
+fn setup_copies_what_the_service_user_cannot_read() {
+    crate::preflight();
+    let env = Env::new();
+    let outs = vec![env.dir.join("gitlab")];
+    let _gitlab = env.gitlab(&outs[0], "ok");
+    let yml = omnibus_gitlab_yml(&env);
+    // As on Omnibus: gitlab-rails/etc is 0700 for GitLab's user alone.
+    let etc = yml.parent().unwrap();
+    fs::set_permissions(etc, fs::Permissions::from_mode(0o700)).expect("chmod");
+    let pf = Postfix::bare();
+
+    let (_, first) = setup(&env, &pf, &yml, &["--force"]);
+    for want in [
+        "change  copy ",
+        "gitlab_incoming_email_secret to ",
+        "cannot enter the directory",
+        "service_desk_email_secret (root:gitlab-mailgate 0640)",
+    ] {
+        assert!(first.contains(want), "first run lacks {want:?}:\n{first}");
+    }
+    let written = fs::read_to_string(&env.config).expect("read the configuration");
+    assert!(
+        written.contains("address = \"incoming+%{key}@incoming.example.com\"")
+            && written.contains("url = \"http://127.0.0.1:")
+            && !written.contains("config_file"),
+        "{written}"
+    );
+    let copy = env.dir.join("incoming_email_secret");
+    assert_eq!(
+        fs::metadata(&copy)
+            .expect("the copied secret")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o640
+    );
+    // The service user reads the copies: serve starts and delivers.
+    let _serve = env.serve_waiting(true, false);
+    pf.launch();
+    let (code, second) = setup(&env, &pf, &yml, &[]);
+    assert_eq!(code, Some(0), "{second}");
+    assert!(second.contains("setup: nothing changed"), "{second}");
+    crate::send_and_expect_delivery(
+        &pf,
+        &outs,
+        &crate::incoming_rcpt(),
+        "incoming_email",
+        "setup-copy",
+    );
+}
