@@ -105,7 +105,7 @@ chgrp gitlab-mailgate $C/incoming_email_secret
 chmod 0640 $C/incoming_email_secret
 mkdir -p $W/standin
 /usr/bin/python3 $STANDIN --secret incoming_email=$C/incoming_email_secret \
-    --out $W/standin --port 0 --lifetime 120 >$W/out/standin 2>&1 &
+    --out $W/standin --port 0 --lifetime 240 >$W/out/standin 2>&1 &
 for i in $(seq 50); do grep -q PORT $W/out/standin && break; sleep 0.1; done
 GITLAB_PORT=$(awk '/^PORT/ {print $2}' $W/out/standin)
 sed -i "s#^url = .*#url = \"http://127.0.0.1:$GITLAB_PORT\"#" $C/config.toml
