@@ -55,7 +55,8 @@ chown root:gitlab-mailgate "$work/etc"
 chmod 0750 "$work/etc"
 
 # Replaces the host's /etc/systemd/system inside the container: only the
-# test unit is enabled, which powers the container off when done.
+# test unit is enabled, which powers the container off when done. Writable,
+# so that `gitlab-mailgate setup` can enable gitlab-mailgate.socket there.
 cat >"$work/system/smoke.service" <<EOF
 [Unit]
 Description=gitlab-mailgate smoke test
@@ -88,6 +89,9 @@ EOF
 # The container's /tmp is its own tmpfs, and the checkout may live under
 # /tmp: hand the stand-in over through the bound work directory.
 cp "$repo/tests/support/gitlab_standin.py" "$work/gitlab_standin.py"
+# GitLab's gitlab.yml in Omnibus layout for `gitlab-mailgate setup`.
+mkdir -p "$work/gl/gitlab-rails/etc"
+cp "$repo/tests/data/gitlab.yml" "$work/gl/gitlab-rails/etc/gitlab.yml"
 cat >"$work/inner.sh" <<EOF
 W=$work
 STANDIN=$work/gitlab_standin.py
@@ -101,7 +105,7 @@ chgrp gitlab-mailgate $C/incoming_email_secret
 chmod 0640 $C/incoming_email_secret
 mkdir -p $W/standin
 /usr/bin/python3 $STANDIN --secret incoming_email=$C/incoming_email_secret \
-    --out $W/standin --port 0 --lifetime 120 >$W/out/standin 2>&1 &
+    --out $W/standin --port 0 --lifetime 240 >$W/out/standin 2>&1 &
 for i in $(seq 50); do grep -q PORT $W/out/standin && break; sleep 0.1; done
 GITLAB_PORT=$(awk '/^PORT/ {print $2}' $W/out/standin)
 sed -i "s#^url = .*#url = \"http://127.0.0.1:$GITLAB_PORT\"#" $C/config.toml
@@ -126,6 +130,27 @@ check "the server alone starts" "systemctl stop gitlab-mailgate.socket gitlab-ma
 check "delivery over TCP 127.0.0.1:2424" "/usr/bin/python3 $W/lmtp.py 2424"
 check "GitLab got every message" '[ "$(ls $W/standin/*.eml | wc -l)" = 6 ]'
 check "a missing configuration fails the unit" "! systemctl start gitlab-mailgate@missing.service"
+
+# setup on the installed package: from GitLab's gitlab.yml (Omnibus layout)
+# and an unconfigured Postfix instance of its own (-c DIR) to a checked
+# route over gitlab-mailgate.socket; then again (nothing changes), and a
+# dry run that leaves Postfix's configuration directory as it was.
+GL=$W/gl/gitlab-rails/etc
+sed -i -e "s#@GITLAB_URL@#http://127.0.0.1:$GITLAB_PORT#" -e 's#@DOMAIN@#incoming.example.com#' $GL/gitlab.yml
+for m in incoming_email service_desk_email; do cp $C/incoming_email_secret $GL/gitlab_${m}_secret; done
+chgrp gitlab-mailgate $GL/gitlab.yml $GL/gitlab_*_secret
+chmod 0640 $GL/gitlab.yml $GL/gitlab_*_secret
+mkdir -p $W/pf $W/pfq
+cp /etc/postfix/master.cf.proto $W/pf/master.cf
+: >$W/pf/main.cf
+postconf -c $W/pf -e compatibility_level=3.6 queue_directory=$W/pfq data_directory=$W/pfd mydestination=
+SETUP="gitlab-mailgate setup --gitlab-config $GL/gitlab.yml --config $W/setup.toml --postfix-config $W/pf"
+pf_hash() { find $W/pf -type f | sort | xargs cat | sha256sum; }
+check "setup configures, routes Postfix, starts the socket, and its check passes" \
+    "systemctl stop gitlab-mailgate.service && $SETUP && systemctl is-active gitlab-mailgate.socket"
+check "a second setup changes nothing" "$SETUP | grep -x 'setup: nothing changed'"
+check "setup --dry-run changes nothing" \
+    'before=$(pf_hash); rm $W/setup.toml && $SETUP --dry-run | grep -q "^would" && [ "$(pf_hash)" = "$before" ] && [ ! -e $W/setup.toml ]'
 systemctl stop 'gitlab-mailgate*'
 journalctl --no-pager -o short-monotonic -u 'gitlab-mailgate*' >>$W/out/detail 2>&1
 echo DONE
@@ -134,7 +159,7 @@ EOF
 timeout 300 systemd-nspawn --quiet --directory="$work/root" --register=no \
     --link-journal=no --keep-unit $network --machine=gitlab-mailgate-smoke \
     --bind="$work" --bind="$work/etc:/etc/gitlab-mailgate" \
-    --bind-ro="$work/system:/etc/systemd/system" --boot >"$work/out/console" 2>&1 || true
+    --bind="$work/system:/etc/systemd/system" --boot >"$work/out/console" 2>&1 || true
 
 cat "$work/out/log" 2>/dev/null || true
 if ! grep -q '^DONE$' "$work/out/log" 2>/dev/null || grep -q '^CHECK FAIL' "$work/out/log"; then

@@ -104,6 +104,13 @@ impl Template {
         })
     }
 
+    /// The address for `key` (`incoming+KEY@domain`); `None` when the
+    /// template has no `%{key}`.
+    pub fn with_key(&self, key: &str) -> Option<String> {
+        self.has_key
+            .then(|| format!("{}{key}{}@{}", self.prefix, self.suffix, self.domain))
+    }
+
     /// The domain of the template, spelled as written there.
     pub fn domain(&self) -> &str {
         &self.domain

@@ -3,7 +3,8 @@
 //!
 //! It proves the route to GitLab without creating anything: a POST with a
 //! deliberately invalid token must be answered 401. It says which token
-//! mode (HS256 or ES256) each mailbox uses, and compares the clocks. It
+//! mode (HS256 or ES256) each mailbox uses, and compares the clocks. Then
+//! the Postfix side ([`route`]): routing, LHLO, chroot and permissions. It
 //! never prints a secret, a private key or a token.
 
 use crate::config::{Config, Mailbox};
@@ -14,6 +15,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+mod public_keys;
+mod route;
+mod send_test;
+pub use route::RouteOptions;
 
 /// Clock skew above this is a warning: half of what tokens tolerate.
 const WARN_SKEW_SECS: i64 = 60;
@@ -41,17 +47,27 @@ impl Report {
     }
 }
 
-/// Runs every check against the configuration at `path`.
-pub fn run(path: &Path) -> ExitCode {
+/// Runs every check against the configuration at `path`, and the Postfix
+/// route as `route` says.
+pub fn run(path: &Path, route: &RouteOptions) -> ExitCode {
     let mut report = Report::default();
     match Config::load(path) {
         Ok(config) => {
             report.ok(format_args!("config {} parses", path.display()));
+            if let Some(file) = &config.gitlab.config_file {
+                report.ok(format_args!(
+                    "GitLab's settings read from {}: url {}",
+                    file.display(),
+                    config.gitlab.url
+                ));
+            }
             for mailbox in &config.mailboxes {
                 check_credential(&mut report, mailbox);
                 check_domain(&mut report, &config, mailbox);
             }
+            public_keys::check(&mut report, &config);
             check_gitlab(&mut report, &config);
+            route::check_route(&mut report, &config, route);
         }
         Err(e) => report.fail(e),
     }

@@ -37,7 +37,17 @@ pub enum Command {
     Check {
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        postfix: PostfixArgs,
+        /// Also send one message through Postfix to an address gitlab-mailgate
+        /// refuses before GitLab sees it, and report where it ended.
+        #[arg(long)]
+        send_test: bool,
     },
+    /// Configure gitlab-mailgate from GitLab's gitlab.yml, and with
+    /// --postfix route the incoming domains to it; then run check.
+    /// A second run changes nothing.
+    Setup(SetupArgs),
     /// Make a new ES256 signing key for MAILBOX (mode 0640, group
     /// gitlab-mailgate when it exists) and print the public key and the
     /// GitLab settings that install it.
@@ -50,6 +60,53 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+}
+
+/// Which Postfix `check` and `setup` look at.
+#[derive(Debug, Args, Clone)]
+pub struct PostfixArgs {
+    /// Treat Postfix as part of the route: a domain it does not route to
+    /// gitlab-mailgate fails the check (without it, a warning).
+    #[arg(long)]
+    pub postfix: bool,
+    /// Postfix's configuration directory (postconf -c DIR), for a Postfix
+    /// instance other than the system's; implies --postfix.
+    #[arg(long, value_name = "DIR")]
+    pub postfix_config: Option<PathBuf>,
+}
+
+/// `gitlab-mailgate setup`.
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub postfix: PostfixArgs,
+    /// GitLab's gitlab.yml. Default: Omnibus's
+    /// /var/opt/gitlab/gitlab-rails/etc/gitlab.yml, else a source
+    /// installation's /home/git/gitlab/config/gitlab.yml.
+    #[arg(long, value_name = "FILE")]
+    pub gitlab_config: Option<PathBuf>,
+    /// The incoming domain(s) Postfix routes to gitlab-mailgate.
+    /// Default: the domains of the configured addresses.
+    #[arg(long = "domain", value_name = "D")]
+    pub domains: Vec<String>,
+    /// Where Postfix delivers: the socket of gitlab-mailgate.socket
+    /// (lmtp:unix:/run/gitlab-mailgate/lmtp.sock, the default) or
+    /// lmtp:inet:HOST:PORT (then written as [lmtp] listen).
+    #[arg(long, value_name = "TARGET", default_value = crate::setup::DEFAULT_TARGET)]
+    pub lmtp_target: String,
+    /// Also refuse unknown recipients during the SMTP dialogue
+    /// (reject_unverified_recipient for the incoming domains only).
+    #[arg(long)]
+    pub verify_recipients: bool,
+    /// Replace an existing configuration file that differs.
+    #[arg(long)]
+    pub force: bool,
+    /// Print what would change (the postconf commands, the configuration
+    /// diff) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// A GitLab mailbox name on the command line.
@@ -83,4 +140,14 @@ pub struct ConfigArg {
         default_value = crate::config::DEFAULT_PATH
     )]
     pub path: PathBuf,
+}
+
+impl From<PostfixArgs> for crate::check::RouteOptions {
+    fn from(args: PostfixArgs) -> Self {
+        crate::check::RouteOptions {
+            required: args.postfix || args.postfix_config.is_some(),
+            postfix_config: args.postfix_config,
+            send_test: false,
+        }
+    }
 }

@@ -49,6 +49,8 @@ pub struct Gitlab {
     pub timeout: Duration,
     /// Extra CA certificates (PEM) trusted for https.
     pub ca_file: Option<PathBuf>,
+    /// GitLab's `gitlab.yml`, when settings were read from it.
+    pub config_file: Option<PathBuf>,
 }
 
 /// One `[incoming_email]` or `[service_desk_email]` section.
@@ -134,7 +136,8 @@ struct RawConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGitlab {
-    url: Spanned<String>,
+    url: Option<Spanned<String>>,
+    config_file: Option<Spanned<PathBuf>>,
     host: Option<String>,
     #[serde(default = "default_timeout")]
     timeout_secs: u64,
@@ -144,7 +147,8 @@ struct RawGitlab {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMailbox {
-    address: Spanned<String>,
+    enabled: Option<bool>,
+    address: Option<Spanned<String>>,
     secret_file: Option<Spanned<PathBuf>>,
     signing_key_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
@@ -257,16 +261,28 @@ impl Config {
             at: span.filter(|s| s.end > 0).map(|s| line_col(text, s.start)),
             message,
         };
-        let raw: RawConfig =
+        let mut raw: RawConfig =
             toml::from_str(text).map_err(|e| err(e.span(), e.message().trim().to_string()))?;
+        let gitlab_file = from_gitlab::merge(&mut raw).map_err(|e| match e {
+            from_gitlab::Error::Here(span, message) => err(Some(span), message),
+            from_gitlab::Error::There(e) => e,
+        })?;
 
-        let url = raw.gitlab.url.get_ref().trim_end_matches('/').to_string();
+        let Some(raw_url) = raw.gitlab.url else {
+            return Err(err(
+                None,
+                "[gitlab] needs url = \"https://gitlab.example.com\", or config_file = \
+                 GitLab's gitlab.yml to take it from there"
+                    .into(),
+            ));
+        };
+        let url = raw_url.get_ref().trim_end_matches('/').to_string();
         let host = match (raw.gitlab.host, url_host(&url)) {
             (Some(h), _) => h,
             (None, Some(h)) => h.to_string(),
             (None, None) => {
                 return Err(err(
-                    Some(raw.gitlab.url.span()),
+                    Some(raw_url.span()),
                     "url must be http://HOST[:PORT][/PATH] or https://…, e.g. \"https://gitlab.example.com\"".into(),
                 ))
             }
@@ -280,9 +296,21 @@ impl Config {
             (MailboxKind::Incoming, raw.incoming_email),
             (MailboxKind::ServiceDesk, raw.service_desk_email),
         ] {
-            let Some(m) = section else { continue };
-            let template = Template::parse(m.address.get_ref())
-                .map_err(|e| err(Some(m.address.span()), format!("address: {e}")))?;
+            let Some(m) = section.filter(|m| m.enabled != Some(false)) else {
+                continue;
+            };
+            let Some(address) = m.address else {
+                return Err(err(
+                    None,
+                    format!(
+                        "[{}] needs address = GitLab's {0}.address, e.g. \
+                         \"incoming+%{{key}}@incoming.example.com\"",
+                        kind.name()
+                    ),
+                ));
+            };
+            let template = Template::parse(address.get_ref())
+                .map_err(|e| err(Some(address.span()), format!("address: {e}")))?;
             // Both files are checked when both are given: the secret may be
             // what GitLab falls back to while keys change.
             for (file, credential) in [
@@ -313,7 +341,7 @@ impl Config {
                 (Some(secret), None) => Credential::Secret(secret.into_inner()),
                 (None, None) => {
                     return Err(err(
-                        Some(m.address.span()),
+                        Some(address.span()),
                         format!(
                             "[{}] needs secret_file (HS256, GitLab's secret) or \
                              signing_key_file (ES256, see `gitlab-mailgate keygen`)",
@@ -385,6 +413,7 @@ impl Config {
                 host,
                 timeout: Duration::from_secs(raw.gitlab.timeout_secs),
                 ca_file: raw.gitlab.ca_file,
+                config_file: gitlab_file,
             },
             mailboxes,
             max_message_size: raw.limits.max_message_size,
@@ -436,5 +465,6 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+mod from_gitlab;
 #[cfg(test)]
 mod tests;

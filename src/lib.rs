@@ -4,6 +4,7 @@
 //! Public are the modules the binary, the integration tests, the examples
 //! and the fuzz targets use; the rest is internal and may change freely.
 
+mod access;
 pub mod address;
 pub mod check;
 pub mod cli;
@@ -13,6 +14,7 @@ mod envelope;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gitlab;
+mod gitlab_yml;
 mod jwt;
 mod key;
 pub mod keygen;
@@ -21,6 +23,8 @@ mod log;
 pub mod message;
 mod outcome;
 pub mod pipe;
+mod postfix_conf;
 mod reply;
 mod secret;
+pub mod setup;
 mod signing_key;

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use gitlab_mailgate::cli::{Cli, Command};
-use gitlab_mailgate::{check, keygen, lmtp, pipe};
+use gitlab_mailgate::{check, keygen, lmtp, pipe, setup};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -20,7 +20,12 @@ fn main() -> ExitCode {
             recipients,
         } => pipe::run(&config.path, sender.as_deref(), &recipients),
         Command::Serve { config } => lmtp::server::run(&config.path),
-        Command::Check { config } => check::run(&config.path),
+        Command::Check {
+            config,
+            postfix,
+            send_test,
+        } => check::run(&config.path, &check::RouteOptions::new(postfix, send_test)),
+        Command::Setup(args) => setup::run(&args),
         Command::Keygen { mailbox, out } => keygen::run(mailbox.into(), out.as_deref()),
     }
 }

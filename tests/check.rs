@@ -123,3 +123,54 @@ fn warns_above_60_s_of_clock_skew_and_fails_above_120_s() {
         assert_eq!(code, Some(1), "{line}");
     }
 }
+
+/// A gitlab.yml (source layout) whose incoming_email verifies ES256 with
+/// `public`; returns its path.
+fn gitlab_yml_with_public_key(dir: &std::path::Path, public: &std::path::Path) -> String {
+    let config = dir.join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    let yml = config.join("gitlab.yml");
+    let text = format!(
+        "production:\n  gitlab:\n    host: gitlab.example.com\n  incoming_email:\n    \
+         enabled: true\n    address: \"{}\"\n    delivery_method: webhook\n    \
+         public_key_files:\n      - {}\n",
+        common::INCOMING_TEMPLATE,
+        public.display()
+    );
+    std::fs::write(&yml, text).unwrap();
+    common::toml_string(&yml.to_string_lossy())
+}
+
+#[test]
+fn with_gitlabs_file_it_finds_our_signing_key_among_gitlabs_public_keys() {
+    let keys = common::TempDir::new();
+    let (key, public) = common::keygen(keys.path(), "incoming_email", "in.pem");
+    let (_other, other_public) = common::keygen(keys.path(), "incoming_email", "other.pem");
+    let extra = common::Extra {
+        public_keys: vec![("incoming_email".into(), public.clone())],
+        clock_offset: 0,
+    };
+    for (gitlab_has, ok) in [(&public, true), (&other_public, false)] {
+        let yml = gitlab_yml_with_public_key(keys.path(), gitlab_has);
+        let (env, _standin) = TestEnv::with_standin_extra("ok", &extra, |s| {
+            s.incoming_extra = common::signing_key_line(&key);
+            s.gitlab_extra = format!("config_file = {yml}");
+        });
+        let out = env.check();
+        let text = out.out();
+        assert!(text.contains("GitLab's settings read from"), "{text}");
+        if ok {
+            assert_eq!(out.code, Some(0), "{text}");
+            assert!(
+                text.contains("public_key_files include our signing key"),
+                "{text}"
+            );
+        } else {
+            assert_eq!(out.code, Some(1), "{text}");
+            assert!(
+                text.contains("FAIL  none of GitLab's incoming_email public_key_files"),
+                "{text}"
+            );
+        }
+    }
+}

@@ -77,6 +77,38 @@ impl Postfix {
     /// Creates a new instance configured from scratch as `setup` says and
     /// starts it: empty queue, empty log, smtpd on a free loopback port.
     pub fn start(setup: &Setup) -> Postfix {
+        let pf = Postfix::configure(setup);
+        pf.launch();
+        pf
+    }
+
+    /// An instance with only the fixed base (own directories and log,
+    /// smtpd on a free port, no chroot) and nothing for any domain, not
+    /// started: what `gitlab-mailgate setup --postfix` finds on a fresh
+    /// host. Start it with [`launch`](Self::launch).
+    pub fn bare() -> Postfix {
+        Postfix::configure(&Setup {
+            files: Vec::new(),
+            main_cf: Vec::new(),
+            master_cf: Vec::new(),
+        })
+    }
+
+    /// Its configuration directory (`postfix -c`).
+    pub fn config_dir(&self) -> &str {
+        &self.config
+    }
+
+    /// `postfix check`, `postfix start`, and wait until smtpd listens.
+    pub fn launch(&self) {
+        self.postfix("check");
+        self.postfix("start");
+        self.wait_for("smtpd to listen", || {
+            TcpStream::connect(&self.smtp_addr).ok().map(|_| ())
+        });
+    }
+
+    fn configure(setup: &Setup) -> Postfix {
         let system_config_hash = tree_hash(Path::new(SYSTEM_CONFIG));
         let n = INSTANCES.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!(
@@ -151,11 +183,6 @@ impl Postfix {
         pf.postconf(&["-MX", "smtp/inet"]);
         let smtpd = format!("{a}/inet={a} inet n - n - - smtpd", a = pf.smtp_addr);
         pf.postconf(&["-M", &smtpd]);
-        pf.postfix("check");
-        pf.postfix("start");
-        pf.wait_for("smtpd to listen", || {
-            TcpStream::connect(&pf.smtp_addr).ok().map(|_| ())
-        });
         pf
     }
 

@@ -109,7 +109,7 @@ impl Env {
     }
 
     /// Writes `path` as `root:gitlab-mailgate 0640`.
-    fn write_private(&self, path: &Path, text: &str) {
+    pub fn write_private(&self, path: &Path, text: &str) {
         fs::write(path, text).expect("write file");
         chown(path, Some(0), Some(self.gid)).expect("chown root:gitlab-mailgate");
         set_mode(path, 0o640);
@@ -175,6 +175,12 @@ target = "stderr"
     /// Starts `gitlab-mailgate serve` as the system user and waits until
     /// both its TCP port and its unix socket accept connections.
     pub fn serve(&self) -> Serve {
+        self.serve_waiting(true, true)
+    }
+
+    /// Starts `serve` like [`serve`](Self::serve), waiting only for the
+    /// listeners its configuration has: the TCP port, the unix socket.
+    pub fn serve_waiting(&self, want_tcp: bool, want_unix: bool) -> Serve {
         let log = self.dir.join("serve.log");
         // Appended to: a test that restarts `serve` keeps every run's log.
         let stderr = fs::OpenOptions::new()
@@ -198,7 +204,7 @@ target = "stderr"
         loop {
             let tcp = std::net::TcpStream::connect(("127.0.0.1", self.lmtp_port)).is_ok();
             let unix = std::os::unix::net::UnixStream::connect(&self.lmtp_socket).is_ok();
-            if tcp && unix {
+            if (tcp || !want_tcp) && (unix || !want_unix) {
                 return serve;
             }
             if let Ok(Some(status)) = serve.child.try_wait() {

@@ -1,0 +1,202 @@
+//! The Postfix half of `check`: for each incoming domain, Postfix routes it
+//! to gitlab-mailgate (`transport_maps` by `postmap -q`, `relay_domains`),
+//! the LMTP target answers `LHLO`, and Postfix's lmtp client can reach a
+//! unix socket at all (chroot, permissions of the user `postfix`).
+
+use super::Report;
+use crate::access::{Need, User};
+use crate::config::Config;
+use crate::postfix_conf::{list, Postfix};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Which Postfix to check, and whether a missing route is a failure.
+#[derive(Debug, Clone, Default)]
+pub struct RouteOptions {
+    /// `postconf -c DIR`; the system's Postfix when `None`.
+    pub postfix_config: Option<PathBuf>,
+    /// Fail (not warn) when Postfix is absent or does not route a domain.
+    pub required: bool,
+    /// Also send a test message through Postfix ([`super::send_test`]).
+    pub send_test: bool,
+}
+
+pub(super) fn check_route(report: &mut Report, config: &Config, opts: &RouteOptions) {
+    let missing = |report: &mut Report, text: String| {
+        if opts.required {
+            report.fail(text)
+        } else {
+            report.warn(text)
+        }
+    };
+    if !Postfix::installed() {
+        return missing(report, "Postfix is not installed: route not checked".into());
+    }
+    let pf = Postfix {
+        config_dir: opts.postfix_config.clone(),
+    };
+    let (relay, queue) = match (pf.get("relay_domains"), pf.get("queue_directory")) {
+        (Ok(r), Ok(q)) => (list(&r), q),
+        (Err(e), _) | (_, Err(e)) => {
+            return missing(
+                report,
+                format!("Postfix not configured, route not checked: {e}"),
+            )
+        }
+    };
+    let mut domains: Vec<String> = config
+        .mailboxes
+        .iter()
+        .map(|m| m.template.domain().to_ascii_lowercase())
+        .collect();
+    domains.dedup();
+    let mut tested = Vec::new();
+    for domain in domains {
+        if !relay.iter().any(|r| r.eq_ignore_ascii_case(&domain)) {
+            missing(
+                report,
+                format!(
+                    "Postfix's relay_domains does not list {domain}: mail for it is refused \
+                 (gitlab-mailgate setup --postfix adds it)"
+                ),
+            );
+        }
+        let target = match pf.transport_of(&domain) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                missing(
+                    report,
+                    format!(
+                        "Postfix has no transport_maps entry for {domain}: it does not reach \
+                     gitlab-mailgate (gitlab-mailgate setup --postfix)"
+                    ),
+                );
+                continue;
+            }
+            Err(e) => return report.fail(e),
+        };
+        report.ok(format_args!("Postfix routes {domain} to {target}"));
+        if !tested.contains(&target) {
+            check_target(report, &pf, &queue, &target);
+            tested.push(target);
+        }
+    }
+    if opts.send_test {
+        super::send_test::run(report, config, &pf);
+    }
+}
+
+fn check_target(report: &mut Report, pf: &Postfix, queue: &str, target: &str) {
+    if let Some(path) = target.strip_prefix("lmtp:unix:") {
+        let chrooted = pf.lmtp_chrooted().unwrap_or(false);
+        let socket = Path::new(queue).join(path);
+        if chrooted && path.starts_with('/') && !Path::new(path).starts_with(queue) {
+            return report.fail(format_args!(
+                "Postfix's lmtp runs chrooted in {queue} and would look for {queue}{path}: \
+                 run postconf -F lmtp/unix/chroot=n (as setup does) or put the socket below {queue}"
+            ));
+        }
+        let owner = pf.get("mail_owner").unwrap_or_else(|_| "postfix".into());
+        match User::lookup(&owner).and_then(|u| u.blocked(&socket, Need::Connect)) {
+            Some(why) => report.fail(format_args!("Postfix's lmtp client: {why}")),
+            None if !socket.exists() => {}
+            None => report.ok(format_args!(
+                "user {owner} may connect to {} (lmtp {})",
+                socket.display(),
+                if chrooted { "chrooted" } else { "not chrooted" }
+            )),
+        }
+        let answer = std::os::unix::net::UnixStream::connect(&socket)
+            .map_err(|e| e.to_string())
+            .and_then(|s| {
+                s.set_read_timeout(Some(PROBE_TIMEOUT))
+                    .map_err(|e| e.to_string())?;
+                let w = s.try_clone().map_err(|e| e.to_string())?;
+                lhlo(s, w)
+            });
+        report_lhlo(report, target, answer);
+    } else if let Some(addr) = target
+        .strip_prefix("lmtp:inet:")
+        .or_else(|| target.strip_prefix("lmtp:"))
+    {
+        let addr = addr.replace(['[', ']'], "");
+        let answer = std::net::TcpStream::connect(&addr)
+            .map_err(|e| e.to_string())
+            .and_then(|s| {
+                s.set_read_timeout(Some(PROBE_TIMEOUT))
+                    .map_err(|e| e.to_string())?;
+                let w = s.try_clone().map_err(|e| e.to_string())?;
+                lhlo(s, w)
+            });
+        report_lhlo(report, target, answer);
+    } else {
+        report.ok(format_args!(
+            "{target} is not LMTP (the pipe transport?): no socket to test"
+        ));
+    }
+}
+
+fn report_lhlo(report: &mut Report, target: &str, answer: Result<String, String>) {
+    match answer {
+        Ok(greeting) => report.ok(format_args!("{target} answers LHLO ({greeting})")),
+        Err(e) => report.fail(format_args!(
+            "{target} does not answer LHLO: {e} (is gitlab-mailgate.socket or \
+             gitlab-mailgate serve running?)"
+        )),
+    }
+}
+
+/// Greeting, `LHLO`, `QUIT`; returns the greeting's first line.
+fn lhlo<S: Read + Write>(reader: S, mut writer: S) -> Result<String, String> {
+    let mut reader = BufReader::new(reader);
+    let greeting = reply(&mut reader)?;
+    if !greeting.starts_with("220") {
+        return Err(format!("greeting {greeting:?}"));
+    }
+    writer
+        .write_all(b"LHLO check.gitlab-mailgate.invalid\r\n")
+        .map_err(|e| e.to_string())?;
+    let answer = reply(&mut reader)?;
+    if !answer.starts_with("250") {
+        return Err(format!("LHLO answered {answer:?}"));
+    }
+    let _ = writer.write_all(b"QUIT\r\n");
+    Ok(greeting)
+}
+
+/// One reply, all lines; returns the first line.
+fn reply(reader: &mut impl BufRead) -> Result<String, String> {
+    let mut first = None;
+    for _ in 0..50 {
+        let mut line = String::new();
+        reader
+            .by_ref()
+            .take(1024)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        if line.is_empty() {
+            return Err("connection closed".into());
+        }
+        let line = line.trim_end().to_string();
+        let last = line.as_bytes().get(3) != Some(&b'-');
+        first.get_or_insert(line);
+        if last {
+            return Ok(first.unwrap_or_default());
+        }
+    }
+    Err("reply too long".into())
+}
+
+/// Timeouts for the probe connections.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl RouteOptions {
+    /// The options of `check`'s command line.
+    pub fn new(postfix: crate::cli::PostfixArgs, send_test: bool) -> RouteOptions {
+        RouteOptions {
+            send_test,
+            ..postfix.into()
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! `check --send-test`: one message through Postfix's own smtpd to an
+//! address of a GitLab mailbox whose key fits none of GitLab's shapes, from
+//! the null sender. gitlab-mailgate refuses it (550 5.1.1) before GitLab is
+//! asked, so nothing is created in GitLab and no bounce goes anywhere; what
+//! Postfix logs for it shows how far the route works.
+//!
+//! Needs a mailbox with `strict_keys` and without `catch_all` (otherwise
+//! the message would reach GitLab) and Postfix's log (`maillog_file`, else
+//! `/var/log/mail.log`).
+
+use super::Report;
+use crate::config::Config;
+use crate::postfix_conf::Postfix;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The key of the test address: no GitLab handler takes it.
+const TEST_KEY: &str = "gitlab-mailgate-route-test";
+
+/// How long to wait for Postfix's verdict.
+const WAIT: Duration = Duration::from_secs(60);
+
+pub(super) fn run(report: &mut Report, config: &Config, pf: &Postfix) {
+    let rcpt = config
+        .mailboxes
+        .iter()
+        .filter(|m| m.strict_keys && !m.catch_all && !crate::key::is_valid(m.kind, TEST_KEY))
+        .find_map(|m| m.template.with_key(TEST_KEY));
+    let Some(rcpt) = rcpt else {
+        return report.warn(
+            "send-test skipped: it needs a mailbox with %{key}, strict_keys = true and \
+             catch_all = false (else the test message would reach GitLab)",
+        );
+    };
+    let Some(addr) = smtpd_address(pf) else {
+        return report.fail("send-test: no smtpd inet service in Postfix's master.cf");
+    };
+    let log = match pf.get("maillog_file") {
+        Ok(f) if !f.is_empty() => PathBuf::from(f),
+        _ => PathBuf::from("/var/log/mail.log"),
+    };
+    let start_len = std::fs::metadata(&log).map_or(0, |m| m.len());
+    let queue_id = match send(&addr, &rcpt) {
+        Ok(id) => id,
+        // Recipient verification (reject_unverified_recipient) refuses it
+        // during SMTP after asking gitlab-mailgate: the route works.
+        Err(reply) if reply.starts_with("550") && reply.contains("5.1.1") => {
+            return report.ok(format_args!(
+                "send-test: Postfix ({addr}) asked gitlab-mailgate and refused {rcpt} during SMTP: {reply}"
+            ))
+        }
+        Err(e) => return report.fail(format_args!("send-test: SMTP to {addr} failed: {e}")),
+    };
+    let want = format!("{queue_id}: to=<{rcpt}>");
+    let started = Instant::now();
+    while started.elapsed() < WAIT {
+        let text = std::fs::read(&log).unwrap_or_default();
+        let new = String::from_utf8_lossy(text.get(start_len as usize..).unwrap_or(&text));
+        if let Some(line) = new
+            .lines()
+            .find(|l| l.contains(&want) && l.contains("status="))
+        {
+            let verdict = line.split(", status=").nth(1).unwrap_or(line);
+            return if line.contains("status=bounced") && line.contains("5.1.1") {
+                report.ok(format_args!(
+                    "send-test: {queue_id} to {rcpt} reached gitlab-mailgate, which refused \
+                     the test key as it should: status={verdict}"
+                ))
+            } else if line.contains("status=sent") {
+                report.warn(format_args!(
+                    "send-test: {queue_id} was delivered (GitLab has it): status={verdict}"
+                ))
+            } else {
+                report.fail(format_args!(
+                    "send-test: {queue_id} to {rcpt}: status={verdict}"
+                ))
+            };
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    report.fail(format_args!(
+        "send-test: no delivery status for {queue_id} in {} within {} s (postqueue -p)",
+        log.display(),
+        WAIT.as_secs()
+    ))
+}
+
+/// Where Postfix's first smtpd listens, from `postconf -M`.
+fn smtpd_address(pf: &Postfix) -> Option<String> {
+    let services = pf.master_services().ok()?;
+    services.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 8 || f[1] != "inet" || f[7] != "smtpd" {
+            return None;
+        }
+        let (host, port) = f[0].rsplit_once(':').unwrap_or(("127.0.0.1", f[0]));
+        let port = match port {
+            "smtp" => "25",
+            p if p.parse::<u16>().is_ok() => p,
+            _ => return None,
+        };
+        let host = if host.is_empty() { "127.0.0.1" } else { host };
+        Some(format!("{host}:{port}"))
+    })
+}
+
+/// EHLO, MAIL FROM:<>, RCPT, DATA; the queue id, or the refusing reply.
+fn send(addr: &str, rcpt: &str) -> Result<String, String> {
+    let stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+    let mut writer = stream;
+    let mut step = |send: &str, want: &str| -> Result<String, String> {
+        writer
+            .write_all(send.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let reply = reply(&mut reader)?;
+        if reply.starts_with(want) {
+            Ok(reply)
+        } else {
+            Err(reply)
+        }
+    };
+    step("", "220")?;
+    step("EHLO check.gitlab-mailgate.invalid\r\n", "250")?;
+    step("MAIL FROM:<>\r\n", "250")?;
+    step(&format!("RCPT TO:<{rcpt}>\r\n"), "250")?;
+    step("DATA\r\n", "354")?;
+    let message = format!(
+        "From: gitlab-mailgate check <MAILER-DAEMON>\r\nTo: <{rcpt}>\r\n\
+         Subject: gitlab-mailgate route test\r\nAuto-Submitted: auto-generated\r\n\r\n\
+         A test of the route Postfix -> gitlab-mailgate; it is refused on purpose.\r\n.\r\n"
+    );
+    let done = step(&message, "250")?;
+    let _ = step("QUIT\r\n", "221");
+    done.split("queued as ")
+        .nth(1)
+        .map(|id| id.trim().to_string())
+        .ok_or(format!("no queue id in {done:?}"))
+}
+
+fn reply(reader: &mut impl BufRead) -> Result<String, String> {
+    let mut all = String::new();
+    for _ in 0..50 {
+        let mut line = String::new();
+        reader
+            .by_ref()
+            .take(1024)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        if line.is_empty() {
+            return Err(format!("connection closed after {all:?}"));
+        }
+        all.push_str(line.trim_end());
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return Ok(all);
+        }
+        all.push(' ');
+    }
+    Err("reply too long".into())
+}

@@ -1,0 +1,280 @@
+//! `gitlab-mailgate setup`: from GitLab's gitlab.yml to a working route in
+//! one command. Writes the configuration file (an existing one that differs
+//! is kept unless `--force`, and the diff is shown), with `--postfix` makes
+//! Postfix route the incoming domains to gitlab-mailgate through `postconf`
+//! and runs `postfix check`, enables `gitlab-mailgate.socket` where systemd
+//! runs, then runs `check`. Each step compares first and changes only what
+//! differs, so a second run says "nothing changed"; `--dry-run` prints the
+//! commands and changes nothing.
+//!
+//! It never prints a secret: secret files are copied, never shown.
+
+use crate::access::{group_name, SERVICE_USER};
+use crate::check::{self, RouteOptions};
+use crate::cli::SetupArgs;
+use crate::config::Config;
+use crate::gitlab_yml::{GitlabYml, OMNIBUS_PATH, SOURCE_PATH};
+use crate::postfix_conf::{self, Postfix, Wanted};
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+mod config_text;
+mod diff;
+
+/// The unix socket of the packaged `gitlab-mailgate.socket`.
+pub const DEFAULT_TARGET: &str = "lmtp:unix:/run/gitlab-mailgate/lmtp.sock";
+
+/// Marks the packaged example: a file that still has it is replaced
+/// without `--force`.
+const UNCONFIGURED_MARK: &str = "# CHANGE ME";
+
+/// Runs setup, then `check`; the exit status is check's (or 1 when setup
+/// itself failed).
+pub fn run(args: &SetupArgs) -> ExitCode {
+    let mut out = Steps {
+        dry_run: args.dry_run,
+        changes: 0,
+    };
+    if let Err(e) = setup(args, &mut out) {
+        println!("FAIL  setup: {e}");
+        return ExitCode::FAILURE;
+    }
+    match (out.changes, args.dry_run) {
+        (0, _) => println!("setup: nothing changed"),
+        (n, true) => println!("setup: dry run, {n} change(s) not made"),
+        (n, false) => println!("setup: {n} change(s) made"),
+    }
+    if args.dry_run {
+        return ExitCode::SUCCESS;
+    }
+    println!("--- gitlab-mailgate check");
+    check::run(&args.config.path, &RouteOptions::from(args.postfix.clone()))
+}
+
+/// Prints each step and counts the changes.
+struct Steps {
+    dry_run: bool,
+    changes: usize,
+}
+
+impl Steps {
+    /// Reports a change (made, or to be made in a dry run).
+    fn change(&mut self, what: impl std::fmt::Display) {
+        self.changes += 1;
+        let verb = if self.dry_run { "would" } else { "change" };
+        println!("{verb}  {what}");
+    }
+    fn same(&self, what: impl std::fmt::Display) {
+        println!("same  {what}");
+    }
+}
+
+fn setup(args: &SetupArgs, out: &mut Steps) -> Result<(), String> {
+    let config_path = &args.config.path;
+    let listen = match args.lmtp_target.strip_prefix("lmtp:inet:") {
+        Some(addr) => Some(addr.replace(['[', ']'], "")),
+        None if args.lmtp_target.starts_with("lmtp:unix:") => None,
+        None => {
+            return Err(format!(
+                "--lmtp-target {}: use lmtp:unix:/PATH or lmtp:inet:HOST:PORT",
+                args.lmtp_target
+            ))
+        }
+    };
+
+    let yml_path = args.gitlab_config.clone().or_else(|| {
+        [OMNIBUS_PATH, SOURCE_PATH]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+    });
+    let text = match &yml_path {
+        Some(path) => {
+            let yml = GitlabYml::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let active: Vec<_> = yml.mailboxes.iter().filter(|m| m.active()).collect();
+            if active.is_empty() {
+                return Err(format!(
+                    "{}: neither incoming_email nor service_desk_email is enabled with an \
+                     address: enable one in GitLab first (gitlab.rb: \
+                     gitlab_rails['incoming_email_enabled'] = true and _address)",
+                    path.display()
+                ));
+            }
+            if let Some(why) = active.iter().find_map(|m| m.refusal()) {
+                return Err(format!("{}: {why}", path.display()));
+            }
+            let (text, copies) = config_text::render(config_path, &yml, listen.as_deref());
+            for copy in copies {
+                copy_secret(out, &copy.from, &copy.to)?;
+            }
+            Some(text)
+        }
+        None if config_path.exists() => None,
+        None => {
+            return Err(format!(
+                "found no GitLab configuration ({OMNIBUS_PATH} or {SOURCE_PATH}): pass \
+                 --gitlab-config FILE (on a mail host apart from GitLab, a copy of GitLab's \
+                 gitlab.yml and secret files; see the README)"
+            ))
+        }
+    };
+    if let Some(text) = &text {
+        write_config(args, out, text)?;
+    }
+
+    // The domains to route: those of the configuration as it will be.
+    let config = match (&text, args.dry_run) {
+        (Some(t), true) => Config::parse(config_path, t),
+        _ => Config::load(config_path),
+    }
+    .map_err(|e| e.to_string())?;
+    if args.postfix.postfix || args.postfix.postfix_config.is_some() {
+        let mut domains = args.domains.clone();
+        if domains.is_empty() {
+            for m in &config.mailboxes {
+                let d = m.template.domain().to_ascii_lowercase();
+                if !domains.contains(&d) {
+                    domains.push(d);
+                }
+            }
+        }
+        postfix(args, out, domains)?;
+    }
+    if args.lmtp_target == DEFAULT_TARGET && Path::new("/run/systemd/system").exists() {
+        systemd(out)?;
+    }
+    Ok(())
+}
+
+fn write_config(args: &SetupArgs, out: &mut Steps, text: &str) -> Result<(), String> {
+    let path = &args.config.path;
+    let old = std::fs::read_to_string(path).ok();
+    if old.as_deref() == Some(text) {
+        out.same(format_args!("{}", path.display()));
+        return Ok(());
+    }
+    let lines = diff::lines(old.as_deref().unwrap_or_default(), text);
+    let replace = match &old {
+        None => true,
+        Some(o) => args.force || o.contains(UNCONFIGURED_MARK),
+    };
+    if !replace {
+        println!(
+            "keep  {} differs from what setup would write (--force replaces it):",
+            path.display()
+        );
+        for l in lines {
+            println!("        {l}");
+        }
+        return Ok(());
+    }
+    out.change(format_args!("write {}:", path.display()));
+    for l in lines {
+        println!("        {l}");
+    }
+    if !args.dry_run {
+        write_private(path, text.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn copy_secret(out: &mut Steps, from: &Path, to: &Path) -> Result<(), String> {
+    let data = std::fs::read(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    if std::fs::read(to).ok().as_deref() == Some(data.as_slice()) {
+        out.same(format_args!(
+            "{} (copy of {})",
+            to.display(),
+            from.display()
+        ));
+        return Ok(());
+    }
+    out.change(format_args!(
+        "copy {} to {} (root:{SERVICE_USER} 0640)",
+        from.display(),
+        to.display()
+    ));
+    if !out.dry_run {
+        write_private(to, &data)?;
+    }
+    Ok(())
+}
+
+/// Writes `path` as root:gitlab-mailgate 0640 (the group when it exists).
+fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
+    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    std::fs::write(path, data).map_err(fail)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o640)).map_err(fail)?;
+    if let Some(user) = crate::access::User::lookup(SERVICE_USER) {
+        let gid = user.gids.first().copied();
+        if group_name(gid.unwrap_or(0)) == SERVICE_USER {
+            chown(path, Some(0), gid).map_err(fail)?;
+        }
+    }
+    Ok(())
+}
+
+fn postfix(args: &SetupArgs, out: &mut Steps, domains: Vec<String>) -> Result<(), String> {
+    if !Postfix::installed() {
+        return Err("Postfix is not installed (apt install postfix)".into());
+    }
+    let pf = Postfix {
+        config_dir: args.postfix.postfix_config.clone(),
+    };
+    let wanted = Wanted {
+        domains,
+        target: args.lmtp_target.clone(),
+        verify_recipients: args.verify_recipients,
+    };
+    let changes = postfix_conf::plan(&pf, &wanted)?;
+    if changes.is_empty() {
+        out.same(format_args!(
+            "Postfix routes {} to {}",
+            wanted.domains.join(", "),
+            wanted.target
+        ));
+        return Ok(());
+    }
+    for change in &changes {
+        out.change(pf.describe(change));
+        if !args.dry_run {
+            pf.apply(change)?;
+        }
+    }
+    if !args.dry_run {
+        let reloaded = pf.check_and_reload()?;
+        println!(
+            "ok    {}{}",
+            pf.command("postfix", &["check"]),
+            if reloaded { ", postfix reload" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+/// Enables and starts the socket unit unless it is already.
+fn systemd(out: &mut Steps) -> Result<(), String> {
+    let unit = "gitlab-mailgate.socket";
+    let state = |verb: &str| {
+        Command::new("systemctl")
+            .args([verb, "--quiet", unit])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if state("is-enabled") && state("is-active") {
+        out.same(format_args!("{unit} enabled and listening"));
+        return Ok(());
+    }
+    out.change(format_args!("systemctl enable --now {unit}"));
+    if out.dry_run {
+        return Ok(());
+    }
+    let status = Command::new("systemctl")
+        .args(["enable", "--now", unit])
+        .status()
+        .map_err(|e| format!("cannot run systemctl: {e}"))?;
+    if !status.success() {
+        return Err(format!("systemctl enable --now {unit} failed ({status})"));
+    }
+    Ok(())
+}
