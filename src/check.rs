@@ -47,6 +47,7 @@ pub fn run(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
             report.ok(format_args!("config {} parses", path.display()));
+            report.ok(crate::http::describe(&config));
             for mailbox in &config.mailboxes {
                 check_credential(&mut report, mailbox);
                 check_domain(&mut report, &config, mailbox);

@@ -13,12 +13,15 @@ mod envelope;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gitlab;
+mod health;
+mod http;
 mod jwt;
 mod key;
 pub mod keygen;
 pub mod lmtp;
 mod log;
 pub mod message;
+mod metrics;
 mod outcome;
 pub mod pipe;
 mod reply;

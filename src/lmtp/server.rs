@@ -107,11 +107,14 @@ fn start(config: Arc<Config>) -> Result<(), String> {
         active: AtomicUsize::new(0),
         stopping: OnceLock::new(),
     });
+    crate::http::start(&config)?;
     let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
     log::info(&format!("listening on {}", names.join(", ")));
     listen::notify("READY=1");
 
+    crate::health::set_accepting(true);
     accept_loop(&listeners, &server, &stop);
+    crate::health::set_accepting(false);
 
     let since = *server.stopping.get_or_init(Instant::now);
     listen::notify("STOPPING=1");
@@ -198,6 +201,7 @@ fn admit(mut stream: Stream, peer: String, server: &Arc<Server>) {
 
 /// One connection, from greeting to close.
 fn serve(mut stream: Stream, peer: &str, server: &Server) {
+    let _counted = crate::metrics::connection();
     log::info(&format!("connect from {peer}"));
     let messages = converse(&mut stream, peer, server);
     log::info(&format!("disconnect from {peer} messages={messages}"));

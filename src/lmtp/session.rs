@@ -386,6 +386,8 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
         match phase {
             Phase::Mail(mut envelope) => {
                 if envelope.routes.len() >= self.limits.max_recipients {
+                    // A counter, not I/O: the session stays testable as is.
+                    crate::metrics::refused(crate::metrics::Refusal::Limit);
                     out.reply(&Reply::new(
                         INSUFFICIENT_STORAGE,
                         E_TOO_MANY_RCPTS,
