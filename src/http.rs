@@ -22,7 +22,7 @@ pub const WORKERS: usize = 4;
 pub const MAX_REQUEST: usize = 8 * 1024;
 /// Time for a client to send its request head (then 408) and to take the
 /// answer.
-pub const DEADLINE: Duration = Duration::from_secs(5);
+pub const DEADLINE: Duration = Duration::from_secs(3);
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
