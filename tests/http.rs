@@ -9,9 +9,7 @@ mod common;
 
 use common::*;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// `serve` with the listener on a free loopback port; returns its address.
@@ -69,30 +67,6 @@ fn probes_and_formats() {
     let check = env.check();
     let out = String::from_utf8_lossy(&check.stdout);
     assert!(out.contains(&format!("http listener on {http}")), "{out}");
-}
-
-/// `promtool check metrics` (Debian's `prometheus`) accepts `text`.
-fn promtool_check_metrics(text: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool (Debian package prometheus)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod common;
 mod faults;
 mod harness;
 mod mailgate;
+mod prometheus;
 mod shipped;
 mod standin;
 
