@@ -181,6 +181,18 @@ mod tests {
     }
 
     #[test]
+    fn refusals_say_why() {
+        let why = |rcpt| route_or_why(&boxes(), rcpt).err();
+        assert_eq!(
+            why("incoming+nonsense@in.example"),
+            Some(Refusal::InvalidKey)
+        );
+        assert_eq!(why("a@elsewhere.example"), Some(Refusal::UnknownAddress));
+        assert_eq!(why("incoming@in.example\n"), Some(Refusal::UnknownAddress));
+        assert_eq!(why("contact@in.example"), None);
+    }
+
+    #[test]
     fn rcpt_key_shapes_follow_gitlabs_handlers() {
         // No handler takes these on incoming_email.
         assert_eq!(mailbox_of("incoming+a/b+x+y@in.example"), None);

@@ -161,13 +161,8 @@ fn wants_openmetrics(request: &httparse::Request) -> bool {
         .headers
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("accept"))
-        .flat_map(|h| {
-            String::from_utf8_lossy(h.value)
-                .into_owned()
-                .split(',')
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+        .flat_map(|value| value.split(','))
         .any(|part| {
             let mut params = part.split(';').map(str::trim);
             params.next() == Some("application/openmetrics-text")
