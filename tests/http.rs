@@ -235,6 +235,27 @@ fn counters_are_exact_after_a_known_mix() {
             "{name}: {got:#?}"
         );
     }
+    // Every metric the shipped alert rules use is in the scrape.
+    let rules = std::fs::read_to_string(project_file(
+        "packaging/prometheus/gitlab-mailgate.rules.yml",
+    ))
+    .expect("read the rules");
+    let used: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("gitlab_mailgate_"))
+        .collect();
+    assert!(used.len() >= 3, "{used:?}");
+    let exprs: String = rules
+        .split("expr:")
+        .skip(1)
+        .map(|e| e.split("for:").next().unwrap_or(""))
+        .collect();
+    for name in used.iter().filter(|n| exprs.contains(*n)) {
+        assert!(
+            got.keys().any(|k| k.starts_with(&format!("{name}{{"))),
+            "{name} (used by an alert rule) is not exposed: {got:#?}"
+        );
+    }
     // No recipient, key or sender in any label.
     let text = http_get(&http, "/metrics", None).body;
     for secret in ["alice", "incoming+", "contact+", "elsewhere", "59d8df"] {
@@ -277,4 +298,85 @@ fn readyz_follows_gitlab_and_credentials() {
         "{:?}",
         http_get(&http, "/readyz", None)
     );
+}
+
+#[test]
+fn shipped_alert_rules_pass_promtool() {
+    let dir = project_file("packaging/prometheus");
+    for args in [
+        ["check", "rules", "gitlab-mailgate.rules.yml"],
+        ["test", "rules", "gitlab-mailgate.rules.test.yml"],
+    ] {
+        let out = std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("run promtool (Debian package prometheus)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn transport_errors_by_kind() {
+    let mut settings = Settings::default();
+    let http = with_http(&mut settings, "");
+    // Nothing listens at the configured GitLab URL: unreachable.
+    let env = TestEnv::new(&settings);
+    let server = Server::start(&env);
+    assert!(server.wait_log("http on ", 1), "{}", server.log_text());
+    let deliver = |rcpt: &str, enhanced: &str| {
+        let mut c = server.connect();
+        c.hello();
+        c.cmd("MAIL FROM:<>", 250, "2.1.0");
+        c.cmd(&format!("RCPT TO:<{rcpt}>"), 250, "2.1.5");
+        c.cmd("DATA", 354, "");
+        c.send(&stuffed(&crlf_message("down")));
+        c.expect(451, enhanced);
+        c.cmd("QUIT", 221, "2.0.0");
+    };
+    deliver(INCOMING_RCPT, "4.4.1");
+    // A secret spoiled after start: nothing is sent (local).
+    std::fs::write(&env.service_desk_secret, "spoiled\n").unwrap();
+    deliver(SERVICE_DESK_RCPT, "4.3.5");
+
+    let got = metrics(&http);
+    let want = [
+        (
+            "gitlab_transport_errors_total{mailbox=\"incoming_email\",kind=\"unreachable\"}",
+            1.0,
+        ),
+        (
+            "gitlab_transport_errors_total{mailbox=\"service_desk_email\",kind=\"local\"}",
+            1.0,
+        ),
+        (
+            "deliveries_total{mailbox=\"incoming_email\",status=\"deferred\",class=\"4\"}",
+            1.0,
+        ),
+        (
+            "deliveries_total{mailbox=\"service_desk_email\",status=\"deferred\",class=\"4\"}",
+            1.0,
+        ),
+        (
+            "gitlab_request_duration_seconds_count{mailbox=\"incoming_email\"}",
+            1.0,
+        ),
+    ];
+    for (series, value) in want {
+        let name = format!("gitlab_mailgate_{series}");
+        assert_eq!(got.get(&name), Some(&value), "{name} in {got:#?}");
+    }
+    assert!(
+        !got.keys().any(|k| k.contains("gitlab_responses_total")),
+        "{got:#?}"
+    );
+    let ready = http_get(&http, "/readyz", None);
+    assert_eq!(ready.status, 503, "{ready:?}");
+    assert!(ready.body.contains("cannot reach GitLab"), "{ready:?}");
+    assert_eq!(http_get(&http, "/livez", None).status, 200);
 }
