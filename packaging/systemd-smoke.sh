@@ -11,8 +11,8 @@
 # inside ../shared/tools/fresh-ci), the inner container's private network
 # would have its loopback down, and nothing could be reached: then it
 # shares this machine's network instead, says so on one line, and checks
-# the same things (the ports it picks are free ones, but 2424, the
-# packaged default, which must be free).
+# the same things (the ports it picks are free ones, but 2424 and 9725,
+# the packaged defaults, which must be free).
 #
 # Needs root, systemd-nspawn, the package installed, the postfix user and
 # Debian's /usr/bin/python3 with python3-jwt. Used by tests/package.rs when
@@ -86,6 +86,24 @@ assert reply[0] == 250, reply
 c.quit()
 EOF
 
+cat >"$work/http.py" <<'EOF'
+# GET http://127.0.0.1:9725PATH (the packaged [http] listen) must answer STATUS.
+import sys, time, urllib.error, urllib.request
+path, want = sys.argv[1], int(sys.argv[2])
+status = None
+for attempt in range(50):
+    try:
+        status = urllib.request.urlopen("http://127.0.0.1:9725" + path, timeout=5).status
+    except urllib.error.HTTPError as e:
+        status = e.code
+    except OSError:
+        status = None
+    if status == want:
+        sys.exit(0)
+    time.sleep(0.2)
+sys.exit("%s answered %s, expected %s" % (path, status, want))
+EOF
+
 # The container's /tmp is its own tmpfs, and the checkout may live under
 # /tmp: hand the stand-in over through the bound work directory.
 cp "$repo/tests/support/gitlab_standin.py" "$work/gitlab_standin.py"
@@ -113,11 +131,15 @@ for i in second third; do cp -p $C/config.toml $C/$i.toml; done
 sed -i "s/^#listen = .*/listen = [\"127.0.0.1:$SECOND_PORT\"]/" $C/second.toml
 sed -i -e 's%^#listen = .*%listen = ["unix:/run/gitlab-mailgate/third/server/lmtp.sock"]%' \
     -e 's/^#socket_mode = .*/socket_mode = "0666"/' $C/third.toml
+# One HTTP listener per port: the other instances go without.
+sed -i 's/^listen = "127.0.0.1:9725"/#&/' $C/second.toml $C/third.toml
 AS_POSTFIX="setpriv --reuid=postfix --regid=postfix --init-groups /usr/bin/python3 $W/lmtp.py"
 
 check "units start" "systemctl start gitlab-mailgate.socket gitlab-mailgate@second.socket gitlab-mailgate@third.service"
 check "postfix delivers over gitlab-mailgate.socket" "$AS_POSTFIX /run/gitlab-mailgate/lmtp.sock"
 check "the socket-activated server runs" "systemctl is-active gitlab-mailgate.service"
+check "/livez of the socket-activated server answers 200" "/usr/bin/python3 $W/http.py /livez 200"
+check "/readyz answers 200 with GitLab up" "/usr/bin/python3 $W/http.py /readyz 200"
 check "postfix delivers over gitlab-mailgate@second.socket" "$AS_POSTFIX /run/gitlab-mailgate/second/lmtp.sock"
 check "postfix delivers over the socket again, the servers running" "$AS_POSTFIX /run/gitlab-mailgate/lmtp.sock"
 check "the server binds its own socket in its RuntimeDirectory" "$AS_POSTFIX /run/gitlab-mailgate/third/server/lmtp.sock"

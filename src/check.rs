@@ -61,6 +61,7 @@ pub fn run(path: &Path, route: &RouteOptions) -> ExitCode {
                     config.gitlab.url
                 ));
             }
+            report.ok(crate::http::describe(&config));
             for mailbox in &config.mailboxes {
                 check_credential(&mut report, mailbox);
                 check_domain(&mut report, &config, mailbox);

@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
+mod http;
+pub use http::Http;
+
 /// The default configuration file.
 pub const DEFAULT_PATH: &str = "/etc/gitlab-mailgate/config.toml";
 
@@ -36,6 +39,8 @@ pub struct Config {
     pub lmtp: Lmtp,
     /// Where log lines go.
     pub log_target: LogTarget,
+    /// The `[http]` listener of `serve` (health and metrics).
+    pub http: Http,
 }
 
 /// The `[gitlab]` section.
@@ -131,6 +136,8 @@ struct RawConfig {
     lmtp: RawLmtp,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    http: http::RawHttp,
 }
 
 #[derive(Deserialize)]
@@ -427,6 +434,7 @@ impl Config {
                 shutdown_grace: Duration::from_secs(lm.shutdown_grace_secs),
             },
             log_target,
+            http: http::check(raw.http).map_err(|(span, m)| err(Some(span), m))?,
         })
     }
 }

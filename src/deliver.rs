@@ -13,6 +13,7 @@ use crate::gitlab::Client;
 use crate::key;
 use crate::log;
 use crate::message::Headers;
+use crate::metrics::{self, Refusal};
 use crate::outcome::{self, Handed, Outcome};
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,7 +34,10 @@ impl Deliverer {
     /// Decides whether `recipient` is a GitLab address (see [`route`]).
     /// Pure: the front door logs a refusal (`outcome::log_line`).
     pub fn route(&self, recipient: &str) -> Result<Route, Outcome> {
-        route(&self.config.mailboxes, recipient).ok_or(Outcome::UnknownRecipient)
+        route_or_why(&self.config.mailboxes, recipient).map_err(|why| {
+            metrics::refused(why);
+            Outcome::UnknownRecipient
+        })
     }
 
     /// Hands `message` to GitLab once for every route and returns one
@@ -42,6 +46,7 @@ impl Deliverer {
         let headers = Headers::parse(message);
         let queue_id = headers.queue_id();
         let message_id = headers.message_id();
+        metrics::message_size(message.len());
         routes
             .iter()
             .map(|route| {
@@ -53,12 +58,10 @@ impl Deliverer {
                 let outcome = if message.len() > self.config.max_message_size {
                     Outcome::TooLarge
                 } else {
-                    Outcome::from_post(self.client.post(
-                        mailbox.kind,
-                        &mailbox.credential,
-                        &delivered_to,
-                        message,
-                    ))
+                    Outcome::from_post(metrics::post(mailbox.kind, || {
+                        self.client
+                            .post(mailbox.kind, &mailbox.credential, &delivered_to, message)
+                    }))
                 };
                 let key =
                     headers.gitlab_key(&mailbox.template, &self.config.gitlab.host, &delivered_to);
@@ -75,6 +78,7 @@ impl Deliverer {
                     &outcome,
                     Some(&handed),
                 ));
+                metrics::delivered(mailbox.kind, &outcome);
                 outcome
             })
             .collect()
@@ -85,9 +89,15 @@ impl Deliverer {
 /// (in any mailbox), then a base address, then a catch-all domain. A key
 /// that fits no GitLab shape is refused when the mailbox has `strict_keys`.
 pub fn route(mailboxes: &[Mailbox], recipient: &str) -> Option<Route> {
+    route_or_why(mailboxes, recipient).ok()
+}
+
+/// [`route`], saying why a recipient is refused (for the metrics; the
+/// reply is `5.1.1` either way).
+fn route_or_why(mailboxes: &[Mailbox], recipient: &str) -> Result<Route, Refusal> {
     // It becomes a header line (`Delivered-To:`): nothing may break it.
     if recipient.chars().any(char::is_control) {
-        return None;
+        return Err(Refusal::UnknownAddress);
     }
     let to_route = |i: usize| Route {
         recipient: recipient.to_string(),
@@ -102,16 +112,17 @@ pub fn route(mailboxes: &[Mailbox], recipient: &str) -> Option<Route> {
         if let Match::Key(k) = m {
             let mailbox = &mailboxes[*i];
             let ok = !mailbox.strict_keys || key::is_valid(mailbox.kind, k);
-            return ok.then(|| to_route(*i));
+            return ok.then(|| to_route(*i)).ok_or(Refusal::InvalidKey);
         }
     }
     if let Some((i, _)) = matches.first() {
-        return Some(to_route(*i));
+        return Ok(to_route(*i));
     }
     mailboxes
         .iter()
         .position(|m| m.catch_all && m.template.in_domain(recipient))
         .map(to_route)
+        .ok_or(Refusal::UnknownAddress)
 }
 
 #[cfg(test)]
@@ -167,6 +178,18 @@ mod tests {
             false,
         )];
         assert!(route(&lax, "incoming+nonsense@in.example").is_some());
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let why = |rcpt| route_or_why(&boxes(), rcpt).err();
+        assert_eq!(
+            why("incoming+nonsense@in.example"),
+            Some(Refusal::InvalidKey)
+        );
+        assert_eq!(why("a@elsewhere.example"), Some(Refusal::UnknownAddress));
+        assert_eq!(why("incoming@in.example\n"), Some(Refusal::UnknownAddress));
+        assert_eq!(why("contact@in.example"), None);
     }
 
     #[test]

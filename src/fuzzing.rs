@@ -293,7 +293,7 @@ pub fn lmtp_session(data: &[u8]) {
                             String::from_utf8_lossy(bytes)
                         );
                     }
-                    Action::Log(_) | Action::Close => {}
+                    Action::Log(_) | Action::Decided(_) | Action::Close => {}
                 }
             }
             actions = next;

@@ -451,3 +451,25 @@ fn a_bad_signing_key_file_is_refused_where_it_is_named() {
         assert!(err.message.starts_with("signing_key_file "), "{err}");
     }
 }
+
+#[test]
+fn http_listener_is_off_by_default_and_tcp_only() {
+    let s = Scratch::new();
+    let secret = s.file("incoming.secret", GOOD_SECRET, 0o600);
+    let path = s.config_path();
+    let off = Config::parse(&path, &minimal(&secret)).unwrap();
+    assert_eq!(off.http.listen, None);
+    let on = format!("{}[http]\nlisten = \"127.0.0.1:9725\"\n", minimal(&secret));
+    let on = Config::parse(&path, &on).unwrap();
+    assert_eq!(on.http.listen, Some("127.0.0.1:9725".parse().unwrap()));
+
+    let unix = format!(
+        "{}[http]\nlisten = \"unix:/run/x.sock\"\n",
+        minimal(&secret)
+    );
+    error_at(&s, &unix, "\"unix:/run/x.sock\"", "TCP only");
+    let bad = format!("{}[http]\nlisten = \"localhost\"\n", minimal(&secret));
+    error_at(&s, &bad, "\"localhost\"", "127.0.0.1:9725");
+    let typo = format!("{}[http]\nlisten_on = \"127.0.0.1:1\"\n", minimal(&secret));
+    error_at(&s, &typo, "listen_on", "listen_on");
+}

@@ -11,11 +11,13 @@
 //! A connection that drops in the middle of a message posts nothing.
 
 use super::listen::{self, Bound, Stream};
-use super::session::{Action, Limits, Session};
+use super::session::{Action, Decision, Limits, Session};
 use crate::config::Config;
 use crate::deliver::Deliverer;
 use crate::log;
+use crate::metrics::{self, Refusal};
 use crate::outcome::message_line;
+use crate::outcome::Outcome;
 use crate::reply::*;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::collections::VecDeque;
@@ -107,11 +109,14 @@ fn start(config: Arc<Config>) -> Result<(), String> {
         active: AtomicUsize::new(0),
         stopping: OnceLock::new(),
     });
+    crate::http::start(&config)?;
     let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
     log::info(&format!("listening on {}", names.join(", ")));
     listen::notify("READY=1");
 
+    crate::health::set_accepting(true);
     accept_loop(&listeners, &server, &stop);
+    crate::health::set_accepting(false);
 
     let since = *server.stopping.get_or_init(Instant::now);
     listen::notify("STOPPING=1");
@@ -198,6 +203,7 @@ fn admit(mut stream: Stream, peer: String, server: &Arc<Server>) {
 
 /// One connection, from greeting to close.
 fn serve(mut stream: Stream, peer: &str, server: &Server) {
+    let _counted = crate::metrics::connection();
     log::info(&format!("connect from {peer}"));
     let messages = converse(&mut stream, peer, server);
     log::info(&format!("disconnect from {peer} messages={messages}"));
@@ -247,6 +253,10 @@ fn converse(stream: &mut Stream, peer: &str, server: &Server) -> usize {
             match action {
                 Action::Send(bytes) => out.extend_from_slice(&bytes),
                 Action::Log(text) => log::info(&text),
+                Action::Decided(Decision::RecipientLimit) => metrics::refused(Refusal::Limit),
+                Action::Decided(Decision::TooLarge(mailbox)) => {
+                    metrics::delivered(mailbox, &Outcome::TooLarge)
+                }
                 Action::Deliver(t) => {
                     // Replies so far go out before the (slow) delivery; a
                     // client that is gone by now gets nothing delivered,

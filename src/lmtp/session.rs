@@ -14,6 +14,7 @@
 
 use super::input::{BodyEnd, Chunk, DataBody, LineEvent, LineReader};
 use crate::envelope::Route;
+use crate::key::MailboxKind;
 use crate::log::printable;
 use crate::outcome::{log_line, Outcome};
 use crate::reply::*;
@@ -41,8 +42,21 @@ pub enum Action {
     Deliver(Transaction),
     /// Log this line (a refusal decided by the session itself).
     Log(String),
+    /// Count a decision the session took by itself (for the metrics).
+    Decided(Decision),
     /// Flush what was sent and close the connection.
     Close,
+}
+
+/// What the session decides without the delivery core; the driver counts
+/// it, so the session itself keeps no state beyond the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// A recipient over `max_recipients` got `452 4.5.3`.
+    RecipientLimit,
+    /// A message over `max_message_size` was refused for a recipient of
+    /// this mailbox.
+    TooLarge(MailboxKind),
 }
 
 /// A complete message and its accepted recipients.

@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 mod files;
+mod http;
 mod keys;
 mod lmtp;
 mod procfs;
@@ -27,6 +28,8 @@ mod tls;
 // Not every test crate uses every re-export.
 #[allow(unused_imports)]
 pub use files::{keygen, new_secret_text, signing_key_line, write_file, write_secret, TempDir};
+#[allow(unused_imports)]
+pub use http::{http_get, http_raw, parse_answer, promtool_check_metrics, samples, HttpAnswer};
 #[allow(unused_imports)]
 pub use keys::{key_in_posted, keyless_message, logged_key, own_emails, GITLAB_HOST, OTHER_KEY};
 #[allow(unused_imports)]

@@ -13,6 +13,7 @@ mod common;
 mod faults;
 mod harness;
 mod mailgate;
+mod prometheus;
 mod setup;
 mod shipped;
 mod standin;

@@ -142,6 +142,7 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
                 log_line(&route.recipient, &Outcome::TooLarge, None),
                 self.limits.max_message_size
             )));
+            out.push(Action::Decided(Decision::TooLarge(route.mailbox.kind)));
         }
         let outcomes = vec![Outcome::TooLarge; envelope.routes.len()];
         per_recipient(envelope.routes.len(), &outcomes)

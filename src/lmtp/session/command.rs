@@ -116,6 +116,7 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
         match phase {
             Phase::Mail(mut envelope) => {
                 if envelope.routes.len() >= self.limits.max_recipients {
+                    out.push(Action::Decided(Decision::RecipientLimit));
                     out.reply(&Reply::new(
                         INSUFFICIENT_STORAGE,
                         E_TOO_MANY_RCPTS,

@@ -35,6 +35,7 @@ struct Seen {
     delivered: Vec<Transaction>,
     pending: Vec<u8>,
     script: Vec<Vec<Outcome>>,
+    decided: Vec<Decision>,
 }
 
 impl Seen {
@@ -57,6 +58,7 @@ impl Seen {
                     self.flush();
                     self.events.push("log".into());
                 }
+                Action::Decided(d) => self.decided.push(d),
                 Action::Close => {
                     self.flush();
                     self.events.push("close".into());
@@ -800,4 +802,21 @@ fn a_missing_outcome_is_a_temporary_failure_never_a_250() {
     assert_eq!(seen.events, ["log", "250 2.0.0", "451 4.3.0"]);
     // Called again with no message: only a log line, no reply.
     assert!(matches!(s.delivered(&[]).as_slice(), [Action::Log(_)]));
+}
+
+#[test]
+fn decisions_of_the_session_itself_are_reported_for_counting() {
+    let mut input = format!("{HELLO}MAIL FROM:<>\r\n");
+    for i in 0..4 {
+        input.push_str(&format!("RCPT TO:<r{i}@in.example>\r\n"));
+    }
+    input.push_str("DATA\r\n");
+    input.push_str(&"x".repeat(2000));
+    input.push_str("\r\n.\r\n");
+    let seen = run(input.as_bytes());
+    let too_large = Decision::TooLarge(MailboxKind::Incoming);
+    assert_eq!(
+        seen.decided,
+        [Decision::RecipientLimit, too_large, too_large, too_large]
+    );
 }
