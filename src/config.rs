@@ -36,6 +36,8 @@ pub struct Config {
     pub lmtp: Lmtp,
     /// Where log lines go.
     pub log_target: LogTarget,
+    /// The `[guard]` section: automated mail, loops, back-pressure.
+    pub guard: crate::guard::Settings,
 }
 
 /// The `[gitlab]` section.
@@ -129,6 +131,8 @@ struct RawConfig {
     lmtp: RawLmtp,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    guard: crate::guard::RawSettings,
 }
 
 #[derive(Deserialize)]
@@ -378,7 +382,10 @@ impl Config {
             },
         };
 
+        let guard = raw.guard.check().map_err(|m| err(None, m))?;
+
         Ok(Config {
+            guard,
             path: path.to_path_buf(),
             gitlab: Gitlab {
                 url,

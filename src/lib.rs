@@ -13,6 +13,7 @@ mod envelope;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gitlab;
+pub mod guard;
 mod jwt;
 mod key;
 pub mod keygen;

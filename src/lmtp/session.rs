@@ -92,9 +92,10 @@ enum State {
     Closed,
 }
 
-/// One LMTP session. `R` decides at RCPT time whether a recipient is
-/// accepted (normally [`crate::deliver::Deliverer::route`]).
-pub struct Session<R: Fn(&str) -> Result<Route, Outcome>> {
+/// One LMTP session. `R` decides at RCPT time whether a recipient (the
+/// second argument) is accepted from the envelope sender (the first, `""`
+/// for `MAIL FROM:<>`); normally [`crate::deliver::Deliverer::route`].
+pub struct Session<R: Fn(&str, &str) -> Result<Route, Outcome>> {
     hostname: String,
     limits: Limits,
     router: R,
@@ -128,7 +129,7 @@ impl Out {
     }
 }
 
-impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
+impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
     /// A new session for a client that just connected; `hostname` names
     /// this server in the greeting and the LHLO reply.
     pub fn new(hostname: &str, limits: Limits, router: R) -> Self {
@@ -392,7 +393,7 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
                         "too many recipients",
                     ));
                 } else {
-                    match (self.router)(address) {
+                    match (self.router)(&envelope.sender, address) {
                         Ok(route) => {
                             envelope.routes.push(route);
                             out.reply(&Reply::new(OK, E_RCPT_OK, "recipient ok"));

@@ -105,7 +105,18 @@ impl Env {
     /// `[gitlab]` section and `lmtp` added to its `[lmtp]` section; a
     /// running `serve` reads it when started again.
     pub fn write_config(&self, gitlab: &str, lmtp: &str) {
-        self.write_private(&self.config, &self.config_text(gitlab, lmtp));
+        self.write_config_guarded(gitlab, lmtp, "");
+    }
+
+    /// [`write_config`](Self::write_config) with `guard` as the body of
+    /// the `[guard]` section; empty: accept the null sender, which the
+    /// harness sends from (nobody to bounce to), and guard defaults else.
+    pub fn write_config_guarded(&self, gitlab: &str, lmtp: &str, guard: &str) {
+        let guard = match guard {
+            "" => "null_sender = \"accept\"\n",
+            g => g,
+        };
+        self.write_private(&self.config, &self.config_text(gitlab, lmtp, guard));
     }
 
     /// Writes `path` as `root:gitlab-mailgate 0640`.
@@ -115,7 +126,7 @@ impl Env {
         set_mode(path, 0o640);
     }
 
-    fn config_text(&self, gitlab: &str, lmtp: &str) -> String {
+    fn config_text(&self, gitlab: &str, lmtp: &str, guard: &str) -> String {
         format!(
             r#"# gitlab-mailgate configuration for the Postfix end-to-end tests
 [gitlab]
@@ -137,6 +148,9 @@ socket_mode = "0666"
 {lmtp}
 [log]
 target = "stderr"
+
+[guard]
+{guard}
 "#,
             domain = crate::harness::DOMAIN,
             incoming = self.incoming_secret.display(),
