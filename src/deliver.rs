@@ -67,6 +67,9 @@ impl Deliverer {
         let headers = Headers::parse(message);
         let queue_id = headers.queue_id();
         let message_id = headers.message_id();
+        // The loop breaker counts messages: copies of one message for the
+        // same key (duplicate recipients) count once.
+        let mut counted: Vec<String> = Vec::new();
         routes
             .iter()
             .map(|route| {
@@ -80,10 +83,15 @@ impl Deliverer {
                 let outcome = if message.len() > self.config.max_message_size {
                     Outcome::TooLarge
                 } else {
+                    let loop_key = key.clone().unwrap_or_else(|| delivered_to.clone());
+                    let first_copy = !counted.contains(&loop_key);
+                    if first_copy {
+                        counted.push(loop_key.clone());
+                    }
                     self.post(
                         sender,
                         &headers,
-                        key.as_deref().unwrap_or(&delivered_to),
+                        first_copy.then_some(loop_key.as_str()),
                         || {
                             self.client.post(
                                 mailbox.kind,
@@ -113,12 +121,13 @@ impl Deliverer {
     }
 
     /// Posts (by calling `post`) unless a guard decides otherwise; the
-    /// loop breaker counts per `sender` and GitLab `key`.
+    /// loop breaker counts per `sender` and GitLab `key` (`None`: a copy
+    /// already counted).
     fn post(
         &self,
         sender: &str,
         headers: &Headers,
-        key: &str,
+        key: Option<&str>,
         post: impl FnOnce() -> crate::gitlab::Posted,
     ) -> Outcome {
         if let Err(outcome) = self.guard.screen_message(headers) {

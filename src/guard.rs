@@ -149,15 +149,16 @@ impl Guard {
     }
 
     /// Leave to post a message from `sender` for GitLab key `key` (the
-    /// recipient when there is none), or the deferral that stands for it:
-    /// loop, open breaker (at once), no slot (after `slot_wait`).
-    pub fn admit(&self, sender: &str, key: &str) -> Result<Pass<'_>, Outcome> {
+    /// recipient when there is none; `None`: another copy of a message
+    /// already counted), or the deferral that stands for it: loop, open
+    /// breaker (at once), no slot (after `slot_wait`).
+    pub fn admit(&self, sender: &str, key: Option<&str>) -> Result<Pass<'_>, Outcome> {
         let deny = |d: Decision, t: Temporary| {
             decided(d);
             Err(Outcome::Temporary(t))
         };
         let mut pair = None;
-        if let Some(loops) = &self.loops {
+        if let (Some(loops), Some(key)) = (&self.loops, key) {
             let mut table = loops.lock().unwrap_or_else(|p| p.into_inner());
             let p = table.pair(sender, key);
             if !table.allows(p, Instant::now()) {

@@ -433,7 +433,10 @@ mod tests {
         assert_eq!(Outcome::combine(&[Delivered, Delivered]), Delivered);
         let discarded = Discarded(Discard::NullSender);
         assert_eq!(Outcome::combine(&[discarded.clone(), Delivered]), Delivered);
-        assert_eq!(Outcome::combine(std::slice::from_ref(&discarded)), discarded);
+        assert_eq!(
+            Outcome::combine(std::slice::from_ref(&discarded)),
+            discarded
+        );
         assert_eq!(
             Outcome::combine(&[discarded, UnknownRecipient]),
             UnknownRecipient

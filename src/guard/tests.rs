@@ -66,30 +66,30 @@ fn loop_breaker_counts_only_what_reached_gitlab() {
     let g = Guard::new(&no_breaker, Duration::from_secs(10)).with_loop_breaker();
     for _ in 0..3 {
         let pass = g
-            .admit("Bot@example.org", "key")
+            .admit("Bot@example.org", Some("key"))
             .expect("failures do not count");
         g.finish(pass, &Posted::Status(500));
     }
     let g = guard();
     for _ in 0..2 {
-        let pass = g.admit("Bot@example.org", "key").expect("admitted");
+        let pass = g.admit("Bot@example.org", Some("key")).expect("admitted");
         g.finish(pass, &Posted::Status(200));
     }
     let before = count(Decision::Loop);
     assert_eq!(
-        g.admit("bot@EXAMPLE.org", "key").err(),
+        g.admit("bot@EXAMPLE.org", Some("key")).err(),
         Some(Outcome::Temporary(Temporary::Loop))
     );
     assert!(count(Decision::Loop) > before);
-    assert!(g.admit("bot@example.org", "other-key").is_ok());
-    assert!(g.admit("alice@example.org", "key").is_ok());
+    assert!(g.admit("bot@example.org", Some("other-key")).is_ok());
+    assert!(g.admit("alice@example.org", Some("key")).is_ok());
 }
 
 #[test]
 fn no_loop_breaker_without_memory() {
     let g = Guard::new(&settings(), Duration::from_secs(10));
     for _ in 0..5 {
-        let pass = g.admit("bot@example.org", "key").expect("admitted");
+        let pass = g.admit("bot@example.org", Some("key")).expect("admitted");
         g.finish(pass, &Posted::Status(200));
     }
 }
@@ -97,20 +97,20 @@ fn no_loop_breaker_without_memory() {
 #[test]
 fn slots_bound_concurrent_posts() {
     let g = guard();
-    let a = g.admit("a@x", "1").unwrap();
-    let _b = g.admit("b@x", "2").unwrap();
+    let a = g.admit("a@x", Some("1")).unwrap();
+    let _b = g.admit("b@x", Some("2")).unwrap();
     assert_eq!(
-        g.admit("c@x", "3").err(),
+        g.admit("c@x", Some("3")).err(),
         Some(Outcome::Temporary(Temporary::NoSlot))
     );
     g.finish(a, &Posted::Status(200));
-    assert!(g.admit("c@x", "3").is_ok());
+    assert!(g.admit("c@x", Some("3")).is_ok());
 }
 
 #[test]
 fn open_breaker_answers_at_once_and_retry_after_opens_it() {
     let g = guard();
-    let pass = g.admit("a@x", "1").unwrap();
+    let pass = g.admit("a@x", Some("1")).unwrap();
     g.finish(
         pass,
         &Posted::Throttled {
@@ -123,7 +123,7 @@ fn open_breaker_answers_at_once_and_retry_after_opens_it() {
     let _held2 = g.slots.take(Duration::ZERO);
     let start = Instant::now();
     assert_eq!(
-        g.admit("b@x", "2").err(),
+        g.admit("b@x", Some("2")).err(),
         Some(Outcome::Temporary(Temporary::BreakerOpen(30)))
     );
     assert!(start.elapsed() < Duration::from_millis(40));

@@ -174,6 +174,13 @@ target = "stderr"
         StandIn::spawn(&self.secrets(), out, mode, Some(self.gitlab_port), None)
     }
 
+    /// [`gitlab`](Self::gitlab) with more stand-in arguments.
+    pub fn gitlab_with_args(&self, out: &Path, mode: &str, args: &[String]) -> StandIn {
+        let extra = crate::common::Extra::default();
+        let port = Some(self.gitlab_port);
+        StandIn::spawn_with_args(&self.secrets(), out, mode, port, None, &extra, args)
+    }
+
     /// Panics if `text` shows a secret's base64 (or a piece of it) or a JWT.
     pub fn assert_no_secrets(&self, text: &str) {
         for path in [&self.incoming_secret, &self.service_desk_secret] {
