@@ -100,7 +100,8 @@ pub struct Guard {
 pub struct Pass<'a> {
     _slot: Slot<'a>,
     probe: bool,
-    pair: Option<u64>,
+    /// The loop breaker's pair and when this post was counted for it.
+    counted: Option<(u64, Instant)>,
 }
 
 impl Guard {
@@ -153,29 +154,37 @@ impl Guard {
     /// already counted), or the deferral that stands for it: loop, open
     /// breaker (at once), no slot (after `slot_wait`).
     pub fn admit(&self, sender: &str, key: Option<&str>) -> Result<Pass<'_>, Outcome> {
-        let deny = |d: Decision, t: Temporary| {
-            decided(d);
-            Err(Outcome::Temporary(t))
-        };
-        let mut pair = None;
+        // Counted at once, under the lock of the check, so concurrent
+        // copies of a loop cannot all pass it; taken back below when the
+        // post does not happen, and in `finish` when it fails.
+        let mut counted = None;
         if let (Some(loops), Some(key)) = (&self.loops, key) {
-            let mut table = loops.lock().unwrap_or_else(|p| p.into_inner());
-            let p = table.pair(sender, key);
-            if !table.allows(p, Instant::now()) {
+            let mut table = lock(loops);
+            let (pair, now) = (table.pair(sender, key), Instant::now());
+            if !table.allows(pair, now) {
                 return deny(Decision::Loop, Temporary::Loop);
             }
-            pair = Some(p);
+            table.record(pair, now);
+            counted = Some((pair, now));
         }
+        let admitted = self.admit_post(counted);
+        if admitted.is_err() {
+            self.uncount(counted);
+        }
+        admitted
+    }
+
+    /// The breaker's and the slots' part of [`admit`](Self::admit).
+    fn admit_post(&self, counted: Option<(u64, Instant)>) -> Result<Pass<'_>, Outcome> {
         // An open breaker answers at once, without queueing for a slot
         // that slow posts from before the outage may still hold.
-        if let Some(left) = self.refusing(Instant::now()) {
+        if let Some(left) = lock(&self.breaker).refusing(Instant::now()) {
             return deny(Decision::BreakerOpen, Temporary::BreakerOpen(secs(left)));
         }
         let Some(slot) = self.slots.take(self.settings.slot_wait) else {
             return deny(Decision::NoSlot, Temporary::NoSlot);
         };
-        let now = Instant::now();
-        let admit = self.lock_breaker().admit(now);
+        let admit = lock(&self.breaker).admit(Instant::now());
         match admit {
             Admit::Go => {}
             Admit::Probe => log::info("GitLab circuit breaker half-open: one probe goes through"),
@@ -186,25 +195,24 @@ impl Guard {
         Ok(Pass {
             _slot: slot,
             probe: admit == Admit::Probe,
-            pair,
+            counted,
         })
+    }
+
+    /// Takes back a loop count for a message that did not reach GitLab.
+    fn uncount(&self, counted: Option<(u64, Instant)>) {
+        if let (Some((pair, at)), Some(loops)) = (counted, &self.loops) {
+            lock(loops).forget(pair, at);
+        }
     }
 
     /// Takes what GitLab did with a post made under `pass`.
     pub fn finish(&self, pass: Pass<'_>, posted: &Posted) {
-        let now = Instant::now();
-        if let (Some(pair), Some(loops)) = (pass.pair, &self.loops) {
-            if matches!(posted, Posted::Status(200..=299)) {
-                loops
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .record(pair, now);
-            }
+        if !matches!(posted, Posted::Status(200..=299)) {
+            self.uncount(pass.counted);
         }
         let (verdict, retry_after) = verdict(posted);
-        let change = self
-            .lock_breaker()
-            .record(verdict, pass.probe, retry_after, now);
+        let change = lock(&self.breaker).record(verdict, pass.probe, retry_after, Instant::now());
         match change {
             Some(Change::Opened(d)) => log::warn(&format!(
                 "GitLab circuit breaker open: not posting for {} s ({}), answering 451 4.3.0 without asking GitLab",
@@ -215,15 +223,18 @@ impl Guard {
             None => {}
         }
     }
+}
 
-    /// How much longer the breaker stays open, if it refuses now.
-    fn refusing(&self, now: Instant) -> Option<Duration> {
-        self.lock_breaker().refusing(now)
-    }
+/// Counts a decision taken without GitLab and returns its deferral.
+fn deny<T>(decision: Decision, why: Temporary) -> Result<T, Outcome> {
+    decided(decision);
+    Err(Outcome::Temporary(why))
+}
 
-    fn lock_breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
-        self.breaker.lock().unwrap_or_else(|p| p.into_inner())
-    }
+/// Locks `m`, also after a panic elsewhere (the data stays consistent:
+/// every update is a single step).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Whole seconds, rounded up, at least 1 (for a reply: "0 s" would read

@@ -169,3 +169,27 @@ fn decisions_have_distinct_names_and_counters() {
         assert_eq!(*d as usize, i);
     }
 }
+
+#[test]
+fn concurrent_copies_of_a_loop_cannot_all_pass() {
+    let g = Guard::new(
+        &Settings {
+            max_in_flight: 8,
+            ..settings()
+        },
+        Duration::from_secs(10),
+    )
+    .with_loop_breaker();
+    // Two posts under way, none finished yet: the third is over the limit.
+    let a = g.admit("bot@x", Some("k")).unwrap();
+    let b = g.admit("bot@x", Some("k")).unwrap();
+    assert!(g.admit("bot@x", Some("k")).is_err());
+    // One of them fails: its count is taken back.
+    g.finish(a, &Posted::Status(502));
+    let c = g.admit("bot@x", Some("k")).unwrap();
+    g.finish(b, &Posted::Status(200));
+    g.finish(c, &Posted::Status(200));
+    assert!(g.admit("bot@x", Some("k")).is_err());
+    // A copy of a message already counted passes.
+    assert!(g.admit("bot@x", None).is_ok());
+}

@@ -109,11 +109,13 @@ impl Env {
     }
 
     /// [`write_config`](Self::write_config) with `guard` as the body of
-    /// the `[guard]` section; empty: accept the null sender, which the
-    /// harness sends from (nobody to bounce to), and guard defaults else.
+    /// the `[guard]` section. Empty: the harness sends everything from the
+    /// null sender (nobody to bounce to) to one address, so the null
+    /// sender is accepted and the loop breaker is off; other guards keep
+    /// their defaults. tests/postfix/guard.rs writes its own.
     pub fn write_config_guarded(&self, gitlab: &str, lmtp: &str, guard: &str) {
         let guard = match guard {
-            "" => "null_sender = \"accept\"\n",
+            "" => "null_sender = \"accept\"\nloop_limit = 0\n",
             g => g,
         };
         self.write_private(&self.config, &self.config_text(gitlab, lmtp, guard));
