@@ -41,6 +41,8 @@ pub struct Config {
     pub log_target: LogTarget,
     /// The `[http]` listener of `serve` (health and metrics).
     pub http: Http,
+    /// The `[guard]` section: automated mail, loops, back-pressure.
+    pub guard: crate::guard::Settings,
 }
 
 /// The `[gitlab]` section.
@@ -138,6 +140,7 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     http: http::RawHttp,
+    guard: crate::guard::RawSettings,
 }
 
 #[derive(Deserialize)]
@@ -413,7 +416,10 @@ impl Config {
             },
         };
 
+        let guard = raw.guard.check().map_err(|m| err(None, m))?;
+
         Ok(Config {
+            guard,
             path: path.to_path_buf(),
             gitlab: Gitlab {
                 url,

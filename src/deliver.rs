@@ -10,6 +10,7 @@ use crate::config::{Config, Mailbox};
 /// Re-exported for the LMTP session code, which imports it from here.
 use crate::envelope::Route;
 use crate::gitlab::Client;
+use crate::guard::Guard;
 use crate::key;
 use crate::log;
 use crate::message::Headers;
@@ -18,35 +19,63 @@ use crate::outcome::{self, Handed, Outcome};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The shared delivery state: configuration and HTTP client.
+/// The shared delivery state: configuration, HTTP client and the guards
+/// in front of it.
 pub struct Deliverer {
     config: Arc<Config>,
     client: Client,
+    guard: Guard,
 }
 
 impl Deliverer {
     /// Builds the HTTP client for `config`.
     pub fn new(config: Arc<Config>) -> Result<Deliverer, String> {
         let client = Client::new(&config.gitlab)?;
-        Ok(Deliverer { config, client })
-    }
-
-    /// Decides whether `recipient` is a GitLab address (see [`route`]).
-    /// Pure: the front door logs a refusal (`outcome::log_line`).
-    pub fn route(&self, recipient: &str) -> Result<Route, Outcome> {
-        route_or_why(&self.config.mailboxes, recipient).map_err(|why| {
-            metrics::refused(why);
-            Outcome::UnknownRecipient
+        let guard = Guard::new(&config.guard, config.gitlab.timeout);
+        Ok(Deliverer {
+            config,
+            client,
+            guard,
         })
     }
 
-    /// Hands `message` to GitLab once for every route and returns one
-    /// outcome per route, in order. `received` is when the message arrived.
-    pub fn deliver(&self, message: &[u8], routes: &[Route], received: Instant) -> Vec<Outcome> {
+    /// Adds the loop breaker, which needs memory across messages: for
+    /// `serve`, not for a pipe process that sees one message.
+    pub fn with_loop_breaker(mut self) -> Deliverer {
+        self.guard = self.guard.with_loop_breaker();
+        self
+    }
+
+    /// Decides whether mail from `sender` (`None`: not known) to
+    /// `recipient` is for GitLab: an unknown recipient is refused first,
+    /// then the null sender (see `guard`). Pure apart from the counters:
+    /// the front door logs a refusal (`outcome::log_line`).
+    pub fn route(&self, sender: Option<&str>, recipient: &str) -> Result<Route, Outcome> {
+        let route = route_or_why(&self.config.mailboxes, recipient).map_err(|why| {
+            metrics::refused(why);
+            Outcome::UnknownRecipient
+        })?;
+        self.guard.screen_sender(sender)?;
+        Ok(route)
+    }
+
+    /// Hands `message` from `sender` to GitLab once for every route and
+    /// returns one outcome per route, in order; the guards may decide
+    /// without posting. `received` is when the message arrived.
+    pub fn deliver(
+        &self,
+        sender: &str,
+        message: &[u8],
+        routes: &[Route],
+        received: Instant,
+    ) -> Vec<Outcome> {
         let headers = Headers::parse(message);
         let queue_id = headers.queue_id();
         let message_id = headers.message_id();
         metrics::message_size(message.len());
+        // The loop breaker counts messages: copies of one message for the
+        // same key (duplicate recipients) count once.
+        let mut counted: Vec<String> = Vec::new();
         routes
             .iter()
             .map(|route| {
@@ -55,16 +84,32 @@ impl Deliverer {
                 // key lookup: the logged key is the one GitLab finds in the
                 // posted bytes.
                 let delivered_to = mailbox.template.delivered_to(&route.recipient);
+                let key =
+                    headers.gitlab_key(&mailbox.template, &self.config.gitlab.host, &delivered_to);
                 let outcome = if message.len() > self.config.max_message_size {
                     Outcome::TooLarge
                 } else {
-                    Outcome::from_post(metrics::post(mailbox.kind, || {
-                        self.client
-                            .post(mailbox.kind, &mailbox.credential, &delivered_to, message)
-                    }))
+                    let loop_key = key.clone().unwrap_or_else(|| delivered_to.clone());
+                    let first_copy = !counted.contains(&loop_key);
+                    if first_copy {
+                        counted.push(loop_key.clone());
+                    }
+                    self.post(
+                        sender,
+                        &headers,
+                        first_copy.then_some(loop_key.as_str()),
+                        || {
+                            metrics::post(mailbox.kind, || {
+                                self.client.post(
+                                    mailbox.kind,
+                                    &mailbox.credential,
+                                    &delivered_to,
+                                    message,
+                                )
+                            })
+                        },
+                    )
                 };
-                let key =
-                    headers.gitlab_key(&mailbox.template, &self.config.gitlab.host, &delivered_to);
                 let handed = Handed {
                     queue_id: queue_id.as_deref(),
                     mailbox: mailbox.kind,
@@ -82,6 +127,29 @@ impl Deliverer {
                 outcome
             })
             .collect()
+    }
+
+    /// Posts (by calling `post`) unless a guard decides otherwise; the
+    /// loop breaker counts per `sender` and GitLab `key` (`None`: a copy
+    /// already counted).
+    fn post(
+        &self,
+        sender: &str,
+        headers: &Headers,
+        key: Option<&str>,
+        post: impl FnOnce() -> crate::gitlab::Posted,
+    ) -> Outcome {
+        if let Err(outcome) = self.guard.screen_message(headers) {
+            return outcome;
+        }
+        match self.guard.admit(sender, key) {
+            Err(outcome) => outcome,
+            Ok(pass) => {
+                let posted = post();
+                self.guard.finish(pass, &posted);
+                Outcome::from_post(posted)
+            }
+        }
     }
 }
 

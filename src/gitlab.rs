@@ -48,6 +48,14 @@ pub const IAT_BACKDATE_SECS: u64 = 150;
 pub enum Posted {
     /// GitLab answered with this HTTP status.
     Status(u16),
+    /// GitLab (or its proxy) answered 429 or 503 with a `Retry-After`:
+    /// how long it asks us to wait.
+    Throttled {
+        /// 429 or 503.
+        status: u16,
+        /// The wait asked for; `None` when the header was unreadable.
+        retry_after: Option<Duration>,
+    },
     /// GitLab could not be reached: refused, no route, DNS, TLS handshake.
     /// Nothing was sent.
     Unreachable(String),
@@ -151,7 +159,19 @@ impl Client {
                     .with_config()
                     .limit(64 * 1024)
                     .read_to_vec();
-                Posted::Status(response.status().as_u16())
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| crate::guard::retry_after(v, SystemTime::now()));
+                match (status, retry_after) {
+                    (429 | 503, Some(retry_after)) => Posted::Throttled {
+                        status,
+                        retry_after,
+                    },
+                    _ => Posted::Status(status),
+                }
             }
             Err(e) => transport_error(&e),
         }

@@ -15,6 +15,7 @@ mod envelope;
 pub mod fuzzing;
 mod gitlab;
 mod gitlab_yml;
+pub mod guard;
 mod health;
 mod http;
 mod jwt;

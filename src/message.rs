@@ -85,6 +85,22 @@ impl<'a> Headers<'a> {
         None
     }
 
+    /// The raw values of every header named `name` (any case), in order,
+    /// unfolded as parsed; for checks that compare values as GitLab does.
+    pub fn values(&self, name: &str) -> Vec<String> {
+        let Some(msg) = self.parsed.as_ref() else {
+            return Vec::new();
+        };
+        msg.headers()
+            .iter()
+            .filter(|h| h.name().eq_ignore_ascii_case(name))
+            .map(|h| {
+                let raw = &self.raw[h.offset_start() as usize..h.offset_end() as usize];
+                String::from_utf8_lossy(raw).into_owned()
+            })
+            .collect()
+    }
+
     /// The Message-ID, without angle brackets.
     pub fn message_id(&self) -> Option<&str> {
         self.parsed.as_ref()?.message_id()

@@ -60,6 +60,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResponseLabels {
     mailbox: &'static str,
     code: String,
@@ -94,6 +99,7 @@ struct Metrics {
     registry: Registry,
     deliveries: Family<DeliveryLabels, Counter>,
     refused: Family<ReasonLabels, Counter>,
+    guard: Family<DecisionLabels, Counter>,
     responses: Family<ResponseLabels, Counter>,
     transport_errors: Family<ErrorLabels, Counter>,
     duration: Family<MailboxLabels, Histogram>,
@@ -110,6 +116,7 @@ impl Metrics {
         let m = Metrics {
             deliveries: Family::default(),
             refused: Family::default(),
+            guard: Family::default(),
             responses: Family::default(),
             transport_errors: Family::default(),
             duration: Family::new_with_constructor(duration_histogram),
@@ -131,6 +138,11 @@ impl Metrics {
             "rcpt_refused",
             "Recipients refused at RCPT, by reason",
             m.refused.clone(),
+        );
+        r.register(
+            "guard_decisions",
+            "Messages or recipients the guards decided on without asking GitLab, by decision (null_sender, auto_submitted, loop, no_slot, breaker_open)",
+            m.guard.clone(),
         );
         r.register(
             "gitlab_responses",
@@ -207,6 +219,19 @@ pub fn init(mailboxes: &[MailboxKind]) {
             reason: reason.label(),
         });
     }
+    for decision in crate::guard::Decision::ALL {
+        let _ = m.guard.get_or_create(&DecisionLabels {
+            decision: decision.name(),
+        });
+    }
+}
+
+/// Counts a decision of the guards (see `guard::decided`).
+pub fn guarded(decision: &'static str) {
+    get()
+        .guard
+        .get_or_create(&DecisionLabels { decision })
+        .inc();
 }
 
 /// Counts a recipient refused at `RCPT`.
@@ -255,7 +280,7 @@ pub fn post(mailbox: MailboxKind, post: impl FnOnce() -> Posted) -> Posted {
         .get_or_create(&labels)
         .observe(start.elapsed().as_secs_f64());
     let kind = match &posted {
-        Posted::Status(code) => {
+        Posted::Status(code) | Posted::Throttled { status: code, .. } => {
             let labels = ResponseLabels {
                 mailbox: labels.mailbox,
                 code: code.to_string(),

@@ -35,6 +35,31 @@ pub enum Outcome {
     RejectedAsTooLarge,
     /// Try again later; the text says why (no secrets).
     Temporary(Temporary),
+    /// Not posted, on purpose, without asking GitLab (see `guard`): no
+    /// retry, no bounce to anyone.
+    Discarded(Discard),
+}
+
+/// Why a message was not posted to GitLab, on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discard {
+    /// From the null sender (a bounce, DSN, read receipt or auto-reply).
+    /// LMTP refuses it at RCPT (550 5.7.1: Postfix drops the bounce of a
+    /// null-sender message, so nobody is mailed); pipe mode exits 0, since
+    /// a failure status would only make Postfix write a double bounce.
+    NullSender,
+    /// `Auto-Submitted`/`X-Autoreply: yes`: GitLab would drop it unread.
+    AutoSubmitted,
+}
+
+impl Discard {
+    /// Said in the log line: `status=discarded (auto-submitted)`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Discard::NullSender => "null sender",
+            Discard::AutoSubmitted => "auto-submitted",
+        }
+    }
 }
 
 /// Why a delivery must be retried.
@@ -57,6 +82,15 @@ pub enum Temporary {
     /// `pipe(8)` ran us with arguments we cannot parse: master.cf is wrong.
     /// Deferred, not bounced, so the mail waits for the fix.
     BadCommandLine,
+    /// GitLab answered 429: it is rate limiting us.
+    RateLimited,
+    /// Not posted: too many messages from this sender to this key lately
+    /// (the loop breaker), so a mail loop stalls in Postfix's queue.
+    Loop,
+    /// Not posted: no free slot toward GitLab in time (back-pressure).
+    NoSlot,
+    /// Not posted: the circuit breaker is open for this many more seconds.
+    BreakerOpen(u64),
 }
 
 impl Outcome {
@@ -87,22 +121,43 @@ impl Outcome {
                 Temporary::Local(e) => temp.with_text(format!("local error: {e}")).with_enhanced(E_MISCONFIGURED),
                 Temporary::Deadline => temp.with_text("delivery deadline passed").with_enhanced(E_EXPIRED),
                 Temporary::BadCommandLine => temp.with_text("gitlab-mailgate: bad command line (see master.cf)").with_enhanced(E_MISCONFIGURED),
+                Temporary::RateLimited => temp.with_text("GitLab is rate limiting (429)").with_enhanced(E_CONGESTION),
+                // The three below are decided without asking GitLab, and say so.
+                Temporary::Loop => temp.with_text("too many messages from this sender to this address, not posted to GitLab").with_enhanced(E_POLICY),
+                Temporary::NoSlot => temp.with_text("GitLab busy: no free slot, not posted to GitLab").with_enhanced(E_SHUTTING_DOWN),
+                Temporary::BreakerOpen(s) => temp.with_text(format!("GitLab failing: circuit breaker open, not posted to GitLab, next try in {s} s")),
             },
+            Outcome::Discarded(Discard::NullSender) => Reply::new(
+                MAILBOX_UNAVAILABLE,
+                E_POLICY,
+                "no mail from the null sender: bounces and auto-replies are not posted to GitLab",
+            ),
+            Outcome::Discarded(Discard::AutoSubmitted) => Reply::new(
+                OK,
+                E_OK,
+                "auto-submitted: discarded, not posted to GitLab",
+            ),
         }
     }
 
     /// The `pipe(8)` exit status: 0, 75 (defer), 67 (unknown user) or 69.
+    /// A discarded message is 0, even the null sender's 550 in LMTP: see
+    /// [`Discard::NullSender`].
     pub fn exit_code(&self) -> u8 {
         match self {
-            Outcome::Delivered => EX_OK,
+            Outcome::Delivered | Outcome::Discarded(_) => EX_OK,
             Outcome::UnknownRecipient => EX_NOUSER,
             Outcome::Temporary(_) => EX_TEMPFAIL,
             Outcome::TooLarge | Outcome::RejectedAsTooLarge => EX_UNAVAILABLE,
         }
     }
 
-    /// Postfix's word for it in log lines: `sent`, `deferred` or `bounced`.
+    /// Postfix's word for it in log lines: `sent`, `deferred` or `bounced`;
+    /// ours for a message not posted on purpose: `discarded`.
     pub fn status_word(&self) -> &'static str {
+        if let Outcome::Discarded(_) = self {
+            return "discarded";
+        }
         match self.exit_code() {
             EX_OK => "sent",
             EX_TEMPFAIL => "deferred",
@@ -111,9 +166,9 @@ impl Outcome {
     }
 
     /// The DSN line `pipe(8)` reads from our first output (`4.4.1 text`,
-    /// no newline); `None` for success, which has nothing to explain.
+    /// no newline); `None` for exit status 0, which has nothing to explain.
     pub fn dsn(&self) -> Option<String> {
-        (*self != Outcome::Delivered).then(|| {
+        (self.exit_code() != EX_OK).then(|| {
             let reply = self.reply();
             format!("{} {}", reply.status().unwrap_or_default(), reply.text)
         })
@@ -129,6 +184,10 @@ impl Outcome {
             Posted::Status(400) => Outcome::RejectedAsTooLarge,
             Posted::Status(s @ (401 | 403)) => temp(Temporary::NotAuthorized(s)),
             Posted::Status(404) => temp(Temporary::NotFound),
+            Posted::Status(429) | Posted::Throttled { status: 429, .. } => {
+                temp(Temporary::RateLimited)
+            }
+            Posted::Throttled { status, .. } => temp(Temporary::Status(status)),
             Posted::Status(s) => temp(Temporary::Status(s)),
             Posted::Unreachable(e) => temp(Temporary::Unreachable(e)),
             Posted::Lost(e) => temp(Temporary::ConnectionLost(e)),
@@ -138,11 +197,13 @@ impl Outcome {
 
     /// The one outcome that stands for several recipients in a single
     /// exit status: any temporary failure first (so nothing is lost), then
-    /// any permanent one, else success.
+    /// any permanent one, else success (delivered before discarded).
     pub fn combine(outcomes: &[Outcome]) -> Outcome {
         let first = |f: fn(&Outcome) -> bool| outcomes.iter().find(|o| f(o)).cloned();
         first(|o| matches!(o, Outcome::Temporary(_)))
-            .or_else(|| first(|o| *o != Outcome::Delivered))
+            .or_else(|| first(|o| o.exit_code() != EX_OK))
+            .or_else(|| first(|o| *o == Outcome::Delivered))
+            .or_else(|| outcomes.first().cloned())
             .unwrap_or(Outcome::Delivered)
     }
 }
@@ -172,7 +233,10 @@ pub struct Handed<'a> {
 /// message-id=<…>`. Text from the network is made [`printable`] here.
 pub fn log_line(recipient: &str, outcome: &Outcome, handed: Option<&Handed>) -> String {
     let to = printable(recipient);
-    let status = format!("status={} ({})", outcome.status_word(), outcome.reply());
+    let status = match outcome {
+        Outcome::Discarded(why) => format!("status=discarded ({})", why.reason()),
+        _ => format!("status={} ({})", outcome.status_word(), outcome.reply()),
+    };
     let Some(h) = handed else {
         return format!("to=<{to}>, {status}");
     };
@@ -254,6 +318,33 @@ mod tests {
             (t(Temporary::Deadline), (451, "4.4.7", 75, "deferred")),
             (Outcome::UnknownRecipient, (550, "5.1.1", 67, "bounced")),
             (Outcome::TooLarge, (552, "5.3.4", 69, "bounced")),
+            // Issue 13's rows: the guards and GitLab's rate limit.
+            (from_gitlab_status(429), (451, "4.4.5", 75, "deferred")),
+            (
+                Outcome::from_post(Posted::Throttled {
+                    status: 429,
+                    retry_after: Some(Duration::from_secs(9)),
+                }),
+                (451, "4.4.5", 75, "deferred"),
+            ),
+            (
+                Outcome::from_post(Posted::Throttled {
+                    status: 503,
+                    retry_after: None,
+                }),
+                (451, "4.3.0", 75, "deferred"),
+            ),
+            (t(Temporary::Loop), (451, "4.7.1", 75, "deferred")),
+            (t(Temporary::NoSlot), (451, "4.3.2", 75, "deferred")),
+            (t(Temporary::BreakerOpen(5)), (451, "4.3.0", 75, "deferred")),
+            (
+                Outcome::Discarded(Discard::NullSender),
+                (550, "5.7.1", 0, "discarded"),
+            ),
+            (
+                Outcome::Discarded(Discard::AutoSubmitted),
+                (250, "2.0.0", 0, "discarded"),
+            ),
         ];
         for (outcome, (code, enhanced, exit, word)) in cases {
             assert_eq!(
@@ -312,6 +403,25 @@ mod tests {
     }
 
     #[test]
+    fn discarded_messages_have_no_dsn_and_say_why_in_the_log() {
+        let auto = Outcome::Discarded(Discard::AutoSubmitted);
+        assert_eq!(auto.dsn(), None);
+        assert_eq!(Outcome::Discarded(Discard::NullSender).dsn(), None);
+        assert_eq!(
+            log_line("r@x", &auto, None),
+            "to=<r@x>, status=discarded (auto-submitted)"
+        );
+        let t = |s| Outcome::Temporary(s).reply().text.into_owned();
+        for text in [
+            t(Temporary::Loop),
+            t(Temporary::NoSlot),
+            t(Temporary::BreakerOpen(3)),
+        ] {
+            assert!(text.contains("not posted to GitLab"), "{text}");
+        }
+    }
+
+    #[test]
     fn combine_prefers_temporary_then_permanent() {
         let temp = Outcome::Temporary(super::Temporary::Status(500));
         use Outcome::*;
@@ -321,5 +431,15 @@ mod tests {
         );
         assert_eq!(Outcome::combine(&[Delivered, TooLarge]), TooLarge);
         assert_eq!(Outcome::combine(&[Delivered, Delivered]), Delivered);
+        let discarded = Discarded(Discard::NullSender);
+        assert_eq!(Outcome::combine(&[discarded.clone(), Delivered]), Delivered);
+        assert_eq!(
+            Outcome::combine(std::slice::from_ref(&discarded)),
+            discarded
+        );
+        assert_eq!(
+            Outcome::combine(&[discarded, UnknownRecipient]),
+            UnknownRecipient
+        );
     }
 }

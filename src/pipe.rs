@@ -78,7 +78,7 @@ fn deliver(
     let mut outcomes = Vec::with_capacity(recipients.len());
     let mut routes = Vec::with_capacity(recipients.len());
     for r in recipients {
-        match deliverer.route(r) {
+        match deliverer.route(sender, r) {
             Ok(route) => routes.push(route),
             Err(o) => {
                 log::info(&log_line(r, &o, None));
@@ -86,7 +86,8 @@ fn deliver(
             }
         }
     }
-    outcomes.extend(deliverer.deliver(&message, &routes, received));
+    let from = sender.unwrap_or_default();
+    outcomes.extend(deliverer.deliver(from, &message, &routes, received));
     Outcome::combine(&outcomes)
 }
 

@@ -139,6 +139,8 @@ pub const E_NO_ANSWER: Enhanced = Enhanced(4, 1);
 pub const E_BAD_CONNECTION: Enhanced = Enhanced(4, 2);
 /// §3.5 X.4.7 delivery time expired.
 pub const E_EXPIRED: Enhanced = Enhanced(4, 7);
+/// §3.5 X.4.5 mail system congestion (GitLab rate limiting us).
+pub const E_CONGESTION: Enhanced = Enhanced(4, 5);
 /// §3.6 X.5.1 invalid command.
 pub const E_INVALID_COMMAND: Enhanced = Enhanced(5, 1);
 /// §3.6 X.5.2 syntax error.
@@ -149,6 +151,9 @@ pub const E_TOO_MANY_RCPTS: Enhanced = Enhanced(5, 3);
 pub const E_BAD_ARGS: Enhanced = Enhanced(5, 4);
 /// §3.8 X.7.0 other or undefined security status.
 pub const E_SECURITY: Enhanced = Enhanced(7, 0);
+/// §3.8 X.7.1 delivery not authorized, message refused (policy: null
+/// sender, mail loop).
+pub const E_POLICY: Enhanced = Enhanced(7, 1);
 
 // RFC 5321 §4.2.3 reply codes (RFC 2033 reuses them for LMTP).
 /// 220 service ready (the greeting; RFC 2034 §3: no enhanced code on it).

@@ -93,6 +93,7 @@ fn packaged_config_is_accepted_and_shows_the_real_defaults() {
     assert_eq!(all.max_message_size, shipped.max_message_size);
     assert_eq!(all.pipe_deadline, shipped.pipe_deadline);
     assert_eq!(format!("{:?}", all.lmtp), format!("{:?}", shipped.lmtp));
+    assert_eq!(all.guard, shipped.guard);
     assert_eq!(all.log_target, LogTarget::Syslog("/dev/log".into()));
     if Path::new("/dev/log").exists() {
         assert_eq!(shipped.log_target, all.log_target);

@@ -473,3 +473,29 @@ fn http_listener_is_off_by_default_and_tcp_only() {
     let typo = format!("{}[http]\nlisten_on = \"127.0.0.1:1\"\n", minimal(&secret));
     error_at(&s, &typo, "listen_on", "listen_on");
 }
+
+#[test]
+fn the_guard_section_has_defaults_and_checked_values() {
+    let s = Scratch::new();
+    let secret = s.file("s", GOOD_SECRET, 0o600);
+    let c = Config::parse(&s.config_path(), &minimal(&secret)).unwrap();
+    assert_eq!(c.guard, crate::guard::Settings::default());
+    let text = minimal(&secret)
+        + "[guard]\nnull_sender = \"accept\"\nloop_limit = 3\nloop_window_secs = 60\n\
+           max_in_flight = 4\nslot_wait_secs = 2\nbreaker_failures = 0\n\
+           breaker_max_cooldown_secs = 20\n";
+    let g = Config::parse(&s.config_path(), &text).unwrap().guard;
+    assert_eq!(g.null_sender, crate::guard::NullSender::Accept);
+    assert_eq!((g.loop_limit, g.loop_window), (3, Duration::from_secs(60)));
+    assert_eq!((g.max_in_flight, g.slot_wait), (4, Duration::from_secs(2)));
+    assert_eq!(g.breaker_failures, 0);
+    assert_eq!(g.breaker_max_cooldown, Duration::from_secs(20));
+
+    let text = minimal(&secret) + "[guard]\nnull_sender = \"drop\"\n";
+    error_at(&s, &text, "\"drop\"", "`refuse`");
+    let text = minimal(&secret) + "[guard]\nloop_limt = 3\n";
+    error_at(&s, &text, "loop_limt", "unknown field `loop_limt`");
+    let text = minimal(&secret) + "[guard]\nmax_in_flight = 0\n";
+    let err = Config::parse(&s.config_path(), &text).unwrap_err();
+    assert!(err.message.contains("max_in_flight"), "{err}");
+}

@@ -82,7 +82,7 @@ pub fn run(config_path: &Path) -> ExitCode {
 }
 
 fn start(config: Arc<Config>) -> Result<(), String> {
-    let deliverer = Arc::new(Deliverer::new(config.clone())?);
+    let deliverer = Arc::new(Deliverer::new(config.clone())?.with_loop_breaker());
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
         // The first signal sets the flag; one more while stopping exits.
@@ -212,8 +212,8 @@ fn serve(mut stream: Stream, peer: &str, server: &Server) {
 /// Runs the session over `stream`; returns how many messages it took.
 fn converse(stream: &mut Stream, peer: &str, server: &Server) -> usize {
     let deliverer = &server.deliverer;
-    let mut session = Session::new(&server.hostname, server.limits, |rcpt| {
-        deliverer.route(rcpt)
+    let mut session = Session::new(&server.hostname, server.limits, |sender, rcpt| {
+        deliverer.route(Some(sender), rcpt)
     });
     let mut messages = 0;
     let mut out = session.greeting();
@@ -265,7 +265,8 @@ fn converse(stream: &mut Stream, peer: &str, server: &Server) -> usize {
                         return messages;
                     }
                     log::info(&message_line(&t.sender, t.message.len(), t.routes.len()));
-                    let outcomes = deliverer.deliver(&t.message, &t.routes, Instant::now());
+                    let outcomes =
+                        deliverer.deliver(&t.sender, &t.message, &t.routes, Instant::now());
                     actions.extend(session.delivered(&outcomes));
                     messages += 1;
                 }

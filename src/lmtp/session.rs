@@ -106,9 +106,10 @@ enum State {
     Closed,
 }
 
-/// One LMTP session. `R` decides at RCPT time whether a recipient is
-/// accepted (normally [`crate::deliver::Deliverer::route`]).
-pub struct Session<R: Fn(&str) -> Result<Route, Outcome>> {
+/// One LMTP session. `R` decides at RCPT time whether a recipient (the
+/// second argument) is accepted from the envelope sender (the first, `""`
+/// for `MAIL FROM:<>`); normally [`crate::deliver::Deliverer::route`].
+pub struct Session<R: Fn(&str, &str) -> Result<Route, Outcome>> {
     hostname: String,
     limits: Limits,
     router: R,
@@ -142,7 +143,7 @@ impl Out {
     }
 }
 
-impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
+impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
     /// A new session for a client that just connected; `hostname` names
     /// this server in the greeting and the LHLO reply.
     pub fn new(hostname: &str, limits: Limits, router: R) -> Self {

@@ -153,6 +153,10 @@ pub struct Settings {
     pub gitlab_extra: String,
     /// Lines added inside `[incoming_email]` (e.g. `signing_key_file = "…"`).
     pub incoming_extra: String,
+    /// The body of the `[guard]` section. By default the null sender is
+    /// accepted: most tests send `MAIL FROM:<>` (nobody to bounce to);
+    /// tests/guard.rs writes its own.
+    pub guard: String,
 }
 
 impl Default for Settings {
@@ -167,6 +171,7 @@ impl Default for Settings {
             extra: String::new(),
             gitlab_extra: String::new(),
             incoming_extra: String::new(),
+            guard: "null_sender = \"accept\"\n".into(),
         }
     }
 }
@@ -263,9 +268,10 @@ impl TestEnv {
         let listen: Vec<String> = s.lmtp_listen.iter().map(|l| toml_string(l)).collect();
         text += &format!(
             "[limits]\nmax_message_size = {}\ndeliver_deadline_secs = {}\n\n\
-             [log]\ntarget = \"stderr\"\n\n[lmtp]\nlisten = [{}]\n{}\n",
+             [log]\ntarget = \"stderr\"\n\n[guard]\n{}\n[lmtp]\nlisten = [{}]\n{}\n",
             s.max_message_size,
             s.deadline_secs,
+            s.guard,
             listen.join(", "),
             s.extra,
         );

@@ -36,6 +36,9 @@ pub struct Request {
     pub alg: Option<String>,
     /// The token header's `kid`, if any.
     pub kid: Option<String>,
+    /// Requests in progress at the stand-in when this one came in, itself
+    /// included.
+    pub in_flight: Option<u64>,
 }
 
 /// What a stand-in may know beyond the secrets, and how its clock runs.
@@ -104,6 +107,20 @@ impl StandIn {
         tls: Option<(&Path, &Path)>,
         extra: &Extra,
     ) -> StandIn {
+        StandIn::spawn_with_args(secrets, out, mode, port, tls, extra, &[])
+    }
+
+    /// [`spawn_with`](Self::spawn_with) with more command-line arguments
+    /// (e.g. `--reply-smtp HOST:PORT`).
+    pub fn spawn_with_args(
+        secrets: &[(&str, &Path)],
+        out: &Path,
+        mode: &str,
+        port: Option<u16>,
+        tls: Option<(&Path, &Path)>,
+        extra: &Extra,
+        args: &[String],
+    ) -> StandIn {
         fs::create_dir_all(out).expect("create the stand-in's directory");
         let log = fs::File::create(out.join("standin.log")).expect("stand-in log");
         let mut cmd = Command::new("/usr/bin/python3");
@@ -125,6 +142,7 @@ impl StandIn {
                 .arg(format!("{mailbox}={}", path.display()));
         }
         cmd.arg(format!("--clock-offset={}", extra.clock_offset));
+        cmd.args(args);
         if let Some((cert, key)) = tls {
             cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
         }
@@ -289,5 +307,6 @@ fn parse_request(line: &str) -> Result<Request, String> {
         content_type: text("content_type"),
         alg: text("alg"),
         kid: text("kid"),
+        in_flight: number("in_flight"),
     })
 }

@@ -217,7 +217,18 @@ impl Postfix {
     /// Like [`send`](Self::send), but a refusal is returned: the error
     /// holds the server's reply (`550 5.1.1 …`) when Postfix refused.
     pub fn try_send(&self, rcpt: &str, message: &str) -> Result<String, String> {
-        smtp_send(&self.smtp_addr, rcpt, message)
+        smtp_send(&self.smtp_addr, "", rcpt, message)
+    }
+
+    /// Like [`send`](Self::send) with the envelope sender `sender`.
+    pub fn send_from(&self, sender: &str, rcpt: &str, message: &str) -> String {
+        smtp_send(&self.smtp_addr, sender, rcpt, message)
+            .unwrap_or_else(|e| panic!("SMTP to {}: {e}", self.smtp_addr))
+    }
+
+    /// Where its smtpd listens (`127.0.0.1:PORT`).
+    pub fn smtp_addr(&self) -> &str {
+        &self.smtp_addr
     }
 
     /// The lines of this instance's log so far.
@@ -433,8 +444,8 @@ fn json_string(line: &str, key: &str) -> Option<String> {
     Some(line[start..start + len].to_string())
 }
 
-/// A minimal SMTP client: EHLO, MAIL FROM:<>, one RCPT, DATA.
-fn smtp_send(addr: &str, rcpt: &str, message: &str) -> Result<String, String> {
+/// A minimal SMTP client: EHLO, MAIL FROM:<sender>, one RCPT, DATA.
+fn smtp_send(addr: &str, sender: &str, rcpt: &str, message: &str) -> Result<String, String> {
     let stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -455,7 +466,7 @@ fn smtp_send(addr: &str, rcpt: &str, message: &str) -> Result<String, String> {
     };
     step(None, "220")?;
     step(Some("EHLO test.localdomain\r\n".into()), "250")?;
-    step(Some("MAIL FROM:<>\r\n".into()), "250")?;
+    step(Some(format!("MAIL FROM:<{sender}>\r\n")), "250")?;
     step(Some(format!("RCPT TO:<{rcpt}>\r\n")), "250")?;
     step(Some("DATA\r\n".into()), "354")?;
     let mut data = String::new();

@@ -105,7 +105,20 @@ impl Env {
     /// `[gitlab]` section and `lmtp` added to its `[lmtp]` section; a
     /// running `serve` reads it when started again.
     pub fn write_config(&self, gitlab: &str, lmtp: &str) {
-        self.write_private(&self.config, &self.config_text(gitlab, lmtp));
+        self.write_config_guarded(gitlab, lmtp, "");
+    }
+
+    /// [`write_config`](Self::write_config) with `guard` as the body of
+    /// the `[guard]` section. Empty: the harness sends everything from the
+    /// null sender (nobody to bounce to) to one address, so the null
+    /// sender is accepted and the loop breaker is off; other guards keep
+    /// their defaults. tests/postfix/guard.rs writes its own.
+    pub fn write_config_guarded(&self, gitlab: &str, lmtp: &str, guard: &str) {
+        let guard = match guard {
+            "" => "null_sender = \"accept\"\nloop_limit = 0\n",
+            g => g,
+        };
+        self.write_private(&self.config, &self.config_text(gitlab, lmtp, guard));
     }
 
     /// Writes `path` as `root:gitlab-mailgate 0640`.
@@ -115,7 +128,7 @@ impl Env {
         set_mode(path, 0o640);
     }
 
-    fn config_text(&self, gitlab: &str, lmtp: &str) -> String {
+    fn config_text(&self, gitlab: &str, lmtp: &str, guard: &str) -> String {
         format!(
             r#"# gitlab-mailgate configuration for the Postfix end-to-end tests
 [gitlab]
@@ -137,6 +150,9 @@ socket_mode = "0666"
 {lmtp}
 [log]
 target = "stderr"
+
+[guard]
+{guard}
 "#,
             domain = crate::harness::DOMAIN,
             incoming = self.incoming_secret.display(),
@@ -158,6 +174,13 @@ target = "stderr"
     /// knowing both secrets, recording into `out`.
     pub fn gitlab(&self, out: &Path, mode: &str) -> StandIn {
         StandIn::spawn(&self.secrets(), out, mode, Some(self.gitlab_port), None)
+    }
+
+    /// [`gitlab`](Self::gitlab) with more stand-in arguments.
+    pub fn gitlab_with_args(&self, out: &Path, mode: &str, args: &[String]) -> StandIn {
+        let extra = crate::common::Extra::default();
+        let port = Some(self.gitlab_port);
+        StandIn::spawn_with_args(&self.secrets(), out, mode, port, None, &extra, args)
     }
 
     /// Panics if `text` shows a secret's base64 (or a piece of it) or a JWT.

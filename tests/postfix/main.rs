@@ -11,6 +11,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod faults;
+mod guard;
 mod harness;
 mod mailgate;
 mod prometheus;

@@ -28,6 +28,9 @@ POST /_control/mode (body: the mode) and read with GET /_control/mode:
   hang        read the request and never answer, until the client closes
   reset       read part of the body, then close the socket with a RST
   slow:<ms>   answer like ok after a delay
+  429 503     answer that status (GitLab's rate limit, a proxy's outage)
+  retry:<status>:<secs>
+              answer <status> with "Retry-After: <secs>"
 A comma-separated list ("500,ok") is used one item per request; the last
 item stays. A test uses that for "first try fails, the retry succeeds" and
 for one recipient failing among several.
@@ -37,7 +40,13 @@ Records, in --out DIR:
   requests.jsonl       one JSON object per API request, accepted or not:
                        seq, mailbox, status, jwt_ok, delivered_to (the body's
                        first line), length, nonce, content_type, alg and kid
-                       (from the token's header, verified or not)
+                       (from the token's header, verified or not), and
+                       in_flight: requests being handled when this one
+                       came in, itself included (its maximum over the
+                       file is the concurrency high-water mark)
+--reply-smtp HOST:PORT makes it an auto-responder: after accepting a body
+it sends a new message over SMTP to HOST:PORT, from the body's From address
+to its Delivered-To address, with the same To (at most --reply-limit).
 Prints "PORT <n>" on stdout once listening. Never prints secrets or tokens.
 With --control-stdin, standard input is a control channel too: a line
 "mode <MODE>" switches the mode and is answered "MODE <MODE>" (or
@@ -76,7 +85,7 @@ ISSUER = "gitlab-mailroom"
 MAX_AGE_SECS = 300
 HANG_LIMIT_SECS = 600
 MAX_BODY = 64 * 1024 * 1024
-SIMPLE_MODES = ("ok", "500", "502", "401", "404", "400", "hang", "reset")
+SIMPLE_MODES = ("ok", "500", "502", "503", "429", "401", "404", "400", "hang", "reset")
 
 
 class State:
@@ -92,6 +101,26 @@ class State:
         self.seq = 0
         self.modes = parse_mode(mode)
         self.stopping = threading.Event()
+        self.in_flight = 0
+        self.reply_smtp = None
+        self.replies_left = 0
+
+    def enter(self):
+        with self.lock:
+            self.in_flight += 1
+            return self.in_flight
+
+    def leave(self):
+        with self.lock:
+            self.in_flight -= 1
+
+    def take_reply(self):
+        """Whether an auto-reply may still be sent (and counts it)."""
+        with self.lock:
+            if self.reply_smtp is None or self.replies_left <= 0:
+                return False
+            self.replies_left -= 1
+            return True
 
     def next_request(self):
         """A new sequence number and the mode that applies to this request."""
@@ -128,6 +157,9 @@ def parse_mode(text):
         if m in SIMPLE_MODES:
             continue
         if m.startswith("slow:") and m[5:].isdigit():
+            continue
+        parts = m.split(":")
+        if len(parts) == 3 and parts[0] == "retry" and parts[1].isdigit() and parts[2].isdigit():
             continue
         raise ValueError("unknown mode %r" % m)
     return modes
@@ -234,9 +266,11 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- answers --------------------------------------------------------
 
-    def answer(self, status, payload):
+    def answer(self, status, payload, retry_after=None):
         data = json.dumps(payload).encode()
         self.send_response(status)
+        if retry_after is not None:
+            self.send_header("Retry-After", retry_after)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -307,6 +341,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def mail_room(self, mailbox):
         state = self.server.state
+        in_flight = state.enter()
+        try:
+            self.mail_room_counted(mailbox, in_flight)
+        finally:
+            state.leave()
+
+    def mail_room_counted(self, mailbox, in_flight):
+        state = self.server.state
         seq, mode = state.next_request()
         entry = {
             "seq": seq,
@@ -319,6 +361,7 @@ class Handler(BaseHTTPRequestHandler):
             "content_type": self.headers.get("Content-Type"),
             "alg": None,
             "kid": None,
+            "in_flight": in_flight,
         }
         try:
             header = jwt.get_unverified_header(self.headers.get(AUTH_HEADER) or "")
@@ -354,6 +397,9 @@ class Handler(BaseHTTPRequestHandler):
         if mode.startswith("slow:"):
             time.sleep(int(mode[5:]) / 1000.0)
             mode = "ok"
+        retry_after = None
+        if mode.startswith("retry:"):
+            _, mode, retry_after = mode.split(":")
 
         if mode == "ok":
             if mailbox not in MAILBOXES or claims is None:
@@ -373,7 +419,32 @@ class Handler(BaseHTTPRequestHandler):
 
         entry["status"] = status
         state.record(entry, body if status == 200 else None)
-        self.answer(status, payload)
+        self.answer(status, payload, retry_after)
+        if status == 200 and state.take_reply():
+            threading.Thread(target=auto_reply, args=(state.reply_smtp, body), daemon=True).start()
+
+
+def auto_reply(address, body):
+    """Sends the auto-responder's "reply": from the message's From to its
+    Delivered-To, same To, as a loop between two robots would."""
+    import email
+    import email.utils
+    import smtplib
+
+    msg = email.message_from_bytes(body)
+    sender = email.utils.parseaddr(msg.get("From", ""))[1]
+    rcpt = (msg.get("Delivered-To") or "").strip()
+    host, _, port = address.rpartition(":")
+    text = (
+        "From: %s\r\nTo: %s\r\nSubject: Re: %s\r\nMessage-ID: <%s>\r\n\r\nauto-reply\r\n"
+        % (msg.get("From", ""), msg.get("To", ""), msg.get("Subject", ""),
+           email.utils.make_msgid(domain="standin.test")[1:-1])
+    )
+    try:
+        with smtplib.SMTP(host, int(port), timeout=30) as smtp:
+            smtp.sendmail(sender, [rcpt], text.encode())
+    except (OSError, smtplib.SMTPException) as e:
+        sys.stderr.write("standin: auto-reply failed: %s\n" % e)
 
 
 class Server(ThreadingHTTPServer):
@@ -414,6 +485,8 @@ def main():
     p.add_argument("--tls-key")
     p.add_argument("--lifetime", type=float, default=1800.0, metavar="SECS")
     p.add_argument("--control-stdin", action="store_true")
+    p.add_argument("--reply-smtp", metavar="HOST:PORT")
+    p.add_argument("--reply-limit", type=int, default=50)
     args = p.parse_args()
 
     secrets = {}
@@ -441,6 +514,8 @@ def main():
     except ValueError as e:
         p.error(str(e))
 
+    state.reply_smtp = args.reply_smtp
+    state.replies_left = args.reply_limit
     server = Server(("127.0.0.1", args.port), Handler)
     server.state = state
     if args.tls_cert:

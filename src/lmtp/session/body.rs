@@ -5,7 +5,7 @@
 
 use super::*;
 
-impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
+impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
     /// True while a message body (DATA, or a BDAT chunk) is being read:
     /// bytes arriving then are progress even though no reply is due yet.
     pub fn reading_message(&self) -> bool {

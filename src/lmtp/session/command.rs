@@ -79,7 +79,7 @@ pub(super) fn parse_error(e: &ParseError) -> Reply {
     }
 }
 
-impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
+impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
     pub(super) fn mail(&self, phase: Phase, from: MailFrom<Cow<'_, str>>, out: &mut Out) -> State {
         match phase {
             Phase::Idle if from.size > self.limits.max_message_size => {
@@ -123,7 +123,7 @@ impl<R: Fn(&str) -> Result<Route, Outcome>> Session<R> {
                         "too many recipients",
                     ));
                 } else {
-                    match (self.router)(address) {
+                    match (self.router)(&envelope.sender, address) {
                         Ok(route) => {
                             envelope.routes.push(route);
                             out.reply(&Reply::new(OK, E_RCPT_OK, "recipient ok"));

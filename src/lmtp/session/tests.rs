@@ -10,10 +10,11 @@ const LIMITS: Limits = Limits {
     max_recipients: 3,
 };
 
-type Router = fn(&str) -> Result<Route, Outcome>;
+type Router = fn(&str, &str) -> Result<Route, Outcome>;
 
-/// Accepts every address in `in.example` but `unknown@in.example`.
-fn router(rcpt: &str) -> Result<Route, Outcome> {
+/// Accepts every address in `in.example` but `unknown@in.example`, from
+/// any sender.
+fn router(_sender: &str, rcpt: &str) -> Result<Route, Outcome> {
     if rcpt.ends_with("@in.example") && !rcpt.starts_with("unknown@") {
         Ok(Route::sample(rcpt))
     } else {
@@ -818,5 +819,38 @@ fn decisions_of_the_session_itself_are_reported_for_counting() {
     assert_eq!(
         seen.decided,
         [Decision::RecipientLimit, too_large, too_large, too_large]
+    );
+}
+
+/// The router sees the envelope sender: a router that refuses the null
+/// sender (as the guard does) answers its refusal at RCPT and logs it.
+#[test]
+fn router_gets_the_envelope_sender() {
+    fn no_null_sender(sender: &str, rcpt: &str) -> Result<Route, Outcome> {
+        match sender {
+            "" => Err(Outcome::Discarded(crate::outcome::Discard::NullSender)),
+            _ => router(sender, rcpt),
+        }
+    }
+    let mut s = Session::new("mx.test", LIMITS, no_null_sender as Router);
+    let mut seen = Seen::default();
+    let input = format!(
+        "{HELLO}MAIL FROM:<>\r\nRCPT TO:<{KEY_RCPT}>\r\nRSET\r\n\
+         MAIL FROM:<a@b.example>\r\nRCPT TO:<{KEY_RCPT}>\r\n"
+    );
+    let actions = s.feed(input.as_bytes());
+    seen.take(&mut s, actions);
+    seen.flush();
+    assert_eq!(
+        seen.events,
+        ev![
+            "250",
+            "250 2.1.0",
+            "log",
+            "550 5.7.1",
+            "250 2.0.0",
+            "250 2.1.0",
+            "250 2.1.5"
+        ]
     );
 }

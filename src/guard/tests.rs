@@ -1,0 +1,195 @@
+//! Tests of the guards as the delivery core uses them: screening, the
+//! order of the checks in `admit`, and `Retry-After`.
+
+use super::*;
+use std::time::UNIX_EPOCH;
+
+fn settings() -> Settings {
+    Settings {
+        loop_limit: 2,
+        max_in_flight: 2,
+        slot_wait: Duration::from_millis(50),
+        breaker_failures: 2,
+        ..Settings::default()
+    }
+}
+
+fn guard() -> Guard {
+    Guard::new(&settings(), Duration::from_secs(10)).with_loop_breaker()
+}
+
+#[test]
+fn null_sender_refused_unless_accepted() {
+    let g = guard();
+    let refused = Err(Outcome::Discarded(Discard::NullSender));
+    assert_eq!(g.screen_sender(Some("")), refused);
+    assert_eq!(g.screen_sender(Some("MAILER-DAEMON")), refused);
+    assert_eq!(g.screen_sender(Some("mailer-daemon@example.org")), Ok(()));
+    assert_eq!(g.screen_sender(Some("alice@example.org")), Ok(()));
+    assert_eq!(g.screen_sender(None), Ok(()));
+    let accepting = Settings {
+        null_sender: NullSender::Accept,
+        ..settings()
+    };
+    let g = Guard::new(&accepting, Duration::from_secs(10));
+    assert_eq!(g.screen_sender(Some("")), Ok(()));
+}
+
+#[test]
+fn auto_submitted_as_gitlab_sees_it() {
+    let auto = |headers: &str| {
+        let message =
+            format!("{headers}From: a@example.org\r\n\r\nbody\r\nAuto-Submitted: auto-replied\r\n");
+        auto_submitted(&Headers::parse(message.as_bytes()))
+    };
+    assert!(auto("Auto-Submitted: auto-replied\r\n"));
+    assert!(auto("auto-submitted: auto-generated\r\n"));
+    assert!(auto(
+        "Auto-Submitted: auto-replied; owner-email=\"x@y\"\r\n"
+    ));
+    assert!(auto("X-Autoreply: yes\r\n"));
+    assert!(!auto("Auto-Submitted: no\r\n"));
+    assert!(!auto("Auto-Submitted:  no \r\n"));
+    assert!(!auto("X-Autoreply: no\r\n"));
+    // Only the header section counts; bulk mail is legitimate.
+    assert!(!auto(""));
+    assert!(!auto("Precedence: bulk\r\n"));
+    assert!(!auto("Precedence: list\r\nList-Id: <l.example.org>\r\n"));
+}
+
+#[test]
+fn loop_breaker_counts_only_what_reached_gitlab() {
+    let no_breaker = Settings {
+        breaker_failures: 0,
+        ..settings()
+    };
+    let g = Guard::new(&no_breaker, Duration::from_secs(10)).with_loop_breaker();
+    for _ in 0..3 {
+        let pass = g
+            .admit("Bot@example.org", Some("key"))
+            .expect("failures do not count");
+        g.finish(pass, &Posted::Status(500));
+    }
+    let g = guard();
+    for _ in 0..2 {
+        let pass = g.admit("Bot@example.org", Some("key")).expect("admitted");
+        g.finish(pass, &Posted::Status(200));
+    }
+    let before = count(Decision::Loop);
+    assert_eq!(
+        g.admit("bot@EXAMPLE.org", Some("key")).err(),
+        Some(Outcome::Temporary(Temporary::Loop))
+    );
+    assert!(count(Decision::Loop) > before);
+    assert!(g.admit("bot@example.org", Some("other-key")).is_ok());
+    assert!(g.admit("alice@example.org", Some("key")).is_ok());
+}
+
+#[test]
+fn no_loop_breaker_without_memory() {
+    let g = Guard::new(&settings(), Duration::from_secs(10));
+    for _ in 0..5 {
+        let pass = g.admit("bot@example.org", Some("key")).expect("admitted");
+        g.finish(pass, &Posted::Status(200));
+    }
+}
+
+#[test]
+fn slots_bound_concurrent_posts() {
+    let g = guard();
+    let a = g.admit("a@x", Some("1")).unwrap();
+    let _b = g.admit("b@x", Some("2")).unwrap();
+    assert_eq!(
+        g.admit("c@x", Some("3")).err(),
+        Some(Outcome::Temporary(Temporary::NoSlot))
+    );
+    g.finish(a, &Posted::Status(200));
+    assert!(g.admit("c@x", Some("3")).is_ok());
+}
+
+#[test]
+fn open_breaker_answers_at_once_and_retry_after_opens_it() {
+    let g = guard();
+    let pass = g.admit("a@x", Some("1")).unwrap();
+    g.finish(
+        pass,
+        &Posted::Throttled {
+            status: 429,
+            retry_after: Some(Duration::from_secs(30)),
+        },
+    );
+    // Even with every slot taken, the answer comes at once.
+    let _held = g.slots.take(Duration::ZERO);
+    let _held2 = g.slots.take(Duration::ZERO);
+    let start = Instant::now();
+    assert_eq!(
+        g.admit("b@x", Some("2")).err(),
+        Some(Outcome::Temporary(Temporary::BreakerOpen(30)))
+    );
+    assert!(start.elapsed() < Duration::from_millis(40));
+}
+
+#[test]
+fn retry_after_seconds_and_http_dates() {
+    let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+    assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+    assert_eq!(retry_after(" 0 ", now), Some(Duration::ZERO));
+    assert_eq!(
+        retry_after("Sun, 06 Nov 1994 08:51:37 GMT", now),
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(
+        retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(
+        retry_after("Thu, 01 Jan 1970 00:00:10 GMT", UNIX_EPOCH),
+        Some(Duration::from_secs(10))
+    );
+    assert_eq!(
+        retry_after("Tue, 29 Feb 2028 00:00:00 GMT", UNIX_EPOCH),
+        Some(Duration::from_secs(1_835_395_200))
+    );
+    for bad in [
+        "",
+        "-1",
+        "soon",
+        "Sun, 06 Nov 1994 08:49:37 CET",
+        "Sun, 32 Nov 1994 08:49:37 GMT",
+    ] {
+        assert_eq!(retry_after(bad, now), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn decisions_have_distinct_names_and_counters() {
+    let names: std::collections::BTreeSet<_> = Decision::ALL.iter().map(|d| d.name()).collect();
+    assert_eq!(names.len(), Decision::ALL.len());
+    for (i, d) in Decision::ALL.iter().enumerate() {
+        assert_eq!(*d as usize, i);
+    }
+}
+
+#[test]
+fn concurrent_copies_of_a_loop_cannot_all_pass() {
+    let g = Guard::new(
+        &Settings {
+            max_in_flight: 8,
+            ..settings()
+        },
+        Duration::from_secs(10),
+    )
+    .with_loop_breaker();
+    // Two posts under way, none finished yet: the third is over the limit.
+    let a = g.admit("bot@x", Some("k")).unwrap();
+    let b = g.admit("bot@x", Some("k")).unwrap();
+    assert!(g.admit("bot@x", Some("k")).is_err());
+    // One of them fails: its count is taken back.
+    g.finish(a, &Posted::Status(502));
+    let c = g.admit("bot@x", Some("k")).unwrap();
+    g.finish(b, &Posted::Status(200));
+    g.finish(c, &Posted::Status(200));
+    assert!(g.admit("bot@x", Some("k")).is_err());
+    // A copy of a message already counted passes.
+    assert!(g.admit("bot@x", None).is_ok());
+}
