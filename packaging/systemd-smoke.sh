@@ -76,7 +76,7 @@ import smtplib, sys
 addr = sys.argv[1]
 c = smtplib.LMTP(addr) if addr.startswith("/") else smtplib.LMTP("127.0.0.1", int(addr))
 assert c.docmd("LHLO", "smoke")[0] == 250
-assert c.docmd("MAIL FROM:<>")[0] == 250
+assert c.docmd("MAIL FROM:<alice@example.org>")[0] == 250
 assert c.docmd("RCPT TO:<nobody@incoming.example.com>")[0] == 550
 assert c.docmd("RCPT TO:<incoming+59d8df8370b7e95c5a49fbf86aeb2c93@incoming.example.com>")[0] == 250
 assert c.docmd("DATA")[0] == 354

@@ -140,6 +140,7 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     http: http::RawHttp,
+    #[serde(default)]
     guard: crate::guard::RawSettings,
 }
 

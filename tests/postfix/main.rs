@@ -105,6 +105,21 @@ fn send_and_expect_delivery(pf: &Postfix, outs: &[PathBuf], rcpt: &str, mailbox:
     expect_once(outs, rcpt, mailbox, id);
 }
 
+/// [`send_and_expect_delivery`] from a person's address: for a
+/// configuration with the guards' defaults, which refuse the null sender.
+fn send_from_alice_and_expect_delivery(
+    pf: &Postfix,
+    outs: &[PathBuf],
+    rcpt: &str,
+    mailbox: &str,
+    id: &str,
+) {
+    let qid = pf.send_from("alice@example.org", rcpt, &message(rcpt, id));
+    pf.wait_status(&qid, rcpt, "sent");
+    pf.wait_gone(&qid);
+    expect_once(outs, rcpt, mailbox, id);
+}
+
 fn expect_once(outs: &[PathBuf], rcpt: &str, mailbox: &str, id: &str) {
     let got = accepted(outs, id);
     let mailboxes: Vec<&str> = got.iter().map(|r| r.mailbox.as_str()).collect();

@@ -104,7 +104,7 @@ fn setup_routes_an_unconfigured_postfix_and_a_second_run_changes_nothing() {
     assert!(!second.lines().any(|l| l.starts_with("change")), "{second}");
     assert!(second.contains("answers LHLO"), "{second}");
 
-    crate::send_and_expect_delivery(
+    crate::send_from_alice_and_expect_delivery(
         &pf,
         &outs,
         &crate::incoming_rcpt(),
@@ -203,7 +203,7 @@ fn setup_copies_what_the_service_user_cannot_read() {
     let (code, second) = setup(&env, &pf, &yml, &[]);
     assert_eq!(code, Some(0), "{second}");
     assert!(second.contains("setup: nothing changed"), "{second}");
-    crate::send_and_expect_delivery(
+    crate::send_from_alice_and_expect_delivery(
         &pf,
         &outs,
         &crate::incoming_rcpt(),
