@@ -85,8 +85,9 @@ reply = c.getreply()
 assert reply[0] == 250, reply
 c.quit()
 EOF
+# Not named http.py: beside the stand-in, that would hide the standard http module.
 
-cat >"$work/http.py" <<'EOF'
+cat >"$work/probe.py" <<'EOF'
 # GET http://127.0.0.1:9725PATH (the packaged [http] listen) must answer STATUS.
 import sys, time, urllib.error, urllib.request
 path, want = sys.argv[1], int(sys.argv[2])
@@ -138,8 +139,8 @@ AS_POSTFIX="setpriv --reuid=postfix --regid=postfix --init-groups /usr/bin/pytho
 check "units start" "systemctl start gitlab-mailgate.socket gitlab-mailgate@second.socket gitlab-mailgate@third.service"
 check "postfix delivers over gitlab-mailgate.socket" "$AS_POSTFIX /run/gitlab-mailgate/lmtp.sock"
 check "the socket-activated server runs" "systemctl is-active gitlab-mailgate.service"
-check "/livez of the socket-activated server answers 200" "/usr/bin/python3 $W/http.py /livez 200"
-check "/readyz answers 200 with GitLab up" "/usr/bin/python3 $W/http.py /readyz 200"
+check "/livez of the socket-activated server answers 200" "/usr/bin/python3 $W/probe.py /livez 200"
+check "/readyz answers 200 with GitLab up" "/usr/bin/python3 $W/probe.py /readyz 200"
 check "postfix delivers over gitlab-mailgate@second.socket" "$AS_POSTFIX /run/gitlab-mailgate/second/lmtp.sock"
 check "postfix delivers over the socket again, the servers running" "$AS_POSTFIX /run/gitlab-mailgate/lmtp.sock"
 check "the server binds its own socket in its RuntimeDirectory" "$AS_POSTFIX /run/gitlab-mailgate/third/server/lmtp.sock"
