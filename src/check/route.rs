@@ -165,9 +165,10 @@ fn lhlo<S: Read + Write>(reader: S, mut writer: S) -> Result<String, String> {
     Ok(greeting)
 }
 
-/// One reply, all lines; returns the first line.
-fn reply(reader: &mut impl BufRead) -> Result<String, String> {
-    let mut first = None;
+/// One SMTP/LMTP reply (bounded: 50 lines of 1 KiB), its lines without
+/// line endings.
+pub(super) fn reply_lines(reader: &mut impl BufRead) -> Result<Vec<String>, String> {
+    let mut lines = Vec::new();
     for _ in 0..50 {
         let mut line = String::new();
         reader
@@ -176,16 +177,20 @@ fn reply(reader: &mut impl BufRead) -> Result<String, String> {
             .read_line(&mut line)
             .map_err(|e| e.to_string())?;
         if line.is_empty() {
-            return Err("connection closed".into());
+            return Err(format!("connection closed after {lines:?}"));
         }
-        let line = line.trim_end().to_string();
         let last = line.as_bytes().get(3) != Some(&b'-');
-        first.get_or_insert(line);
+        lines.push(line.trim_end().to_string());
         if last {
-            return Ok(first.unwrap_or_default());
+            return Ok(lines);
         }
     }
     Err("reply too long".into())
+}
+
+/// One reply's first line.
+fn reply(reader: &mut impl BufRead) -> Result<String, String> {
+    Ok(reply_lines(reader)?.swap_remove(0))
 }
 
 /// Timeouts for the probe connections.

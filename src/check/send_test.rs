@@ -11,7 +11,7 @@
 use super::Report;
 use crate::config::Config;
 use crate::postfix_conf::Postfix;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -143,23 +143,7 @@ fn send(addr: &str, rcpt: &str) -> Result<String, String> {
         .ok_or(format!("no queue id in {done:?}"))
 }
 
+/// One reply, its lines joined by spaces.
 fn reply(reader: &mut impl BufRead) -> Result<String, String> {
-    let mut all = String::new();
-    for _ in 0..50 {
-        let mut line = String::new();
-        reader
-            .by_ref()
-            .take(1024)
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-        if line.is_empty() {
-            return Err(format!("connection closed after {all:?}"));
-        }
-        all.push_str(line.trim_end());
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return Ok(all);
-        }
-        all.push(' ');
-    }
-    Err("reply too long".into())
+    Ok(super::route::reply_lines(reader)?.join(" "))
 }
