@@ -1,6 +1,9 @@
-//! The command line, as clap definitions only; `main` turns it into calls.
-//! Kept apart so the man page generator can read the same definitions.
+//! The command line: clap definitions, and their conversion into each
+//! command's options. Kept apart so the man page generator can read the
+//! same definitions; `main` only dispatches.
 
+use crate::admin::check::RouteOptions;
+use crate::admin::setup;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -94,7 +97,7 @@ pub struct SetupArgs {
     /// Where Postfix delivers: the socket of gitlab-mailgate.socket
     /// (lmtp:unix:/run/gitlab-mailgate/lmtp.sock, the default) or
     /// lmtp:inet:HOST:PORT (then written as [lmtp] listen).
-    #[arg(long, value_name = "TARGET", default_value = crate::setup::DEFAULT_TARGET)]
+    #[arg(long, value_name = "TARGET", default_value = setup::DEFAULT_TARGET)]
     pub lmtp_target: String,
     /// Also refuse unknown recipients during the SMTP dialogue
     /// (reject_unverified_recipient for the incoming domains only).
@@ -120,11 +123,11 @@ pub enum MailboxArg {
     ServiceDeskEmail,
 }
 
-impl From<MailboxArg> for crate::key::MailboxKind {
+impl From<MailboxArg> for crate::mailbox::MailboxKind {
     fn from(arg: MailboxArg) -> Self {
         match arg {
-            MailboxArg::IncomingEmail => crate::key::MailboxKind::Incoming,
-            MailboxArg::ServiceDeskEmail => crate::key::MailboxKind::ServiceDesk,
+            MailboxArg::IncomingEmail => crate::mailbox::MailboxKind::Incoming,
+            MailboxArg::ServiceDeskEmail => crate::mailbox::MailboxKind::ServiceDesk,
         }
     }
 }
@@ -142,12 +145,29 @@ pub struct ConfigArg {
     pub path: PathBuf,
 }
 
-impl From<PostfixArgs> for crate::check::RouteOptions {
-    fn from(args: PostfixArgs) -> Self {
-        crate::check::RouteOptions {
-            required: args.postfix || args.postfix_config.is_some(),
-            postfix_config: args.postfix_config,
-            send_test: false,
+impl PostfixArgs {
+    /// `check`'s route options; `--postfix-config` implies `--postfix`.
+    pub fn route(self, send_test: bool) -> RouteOptions {
+        RouteOptions {
+            required: self.postfix || self.postfix_config.is_some(),
+            postfix_config: self.postfix_config,
+            send_test,
+        }
+    }
+}
+
+impl SetupArgs {
+    /// What `setup` is asked to do.
+    pub fn options(self) -> setup::Options {
+        setup::Options {
+            config_path: self.config.path,
+            route: self.postfix.route(false),
+            gitlab_config: self.gitlab_config,
+            domains: self.domains,
+            lmtp_target: self.lmtp_target,
+            verify_recipients: self.verify_recipients,
+            force: self.force,
+            dry_run: self.dry_run,
         }
     }
 }

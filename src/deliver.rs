@@ -6,12 +6,13 @@
 //! Each recipient gets exactly one log line and one [`Outcome`].
 
 use crate::address::Match;
-use crate::config::{Config, Mailbox};
+use crate::config::Config;
+use crate::mailbox::Mailbox;
 /// Re-exported for the LMTP session code, which imports it from here.
 use crate::envelope::Route;
 use crate::gitlab::Client;
 use crate::guard::Guard;
-use crate::key;
+use crate::mail_key;
 use crate::log;
 use crate::message::Headers;
 use crate::metrics::{self, Refusal};
@@ -179,7 +180,7 @@ fn route_or_why(mailboxes: &[Mailbox], recipient: &str) -> Result<Route, Refusal
     for (i, m) in &matches {
         if let Match::Key(k) = m {
             let mailbox = &mailboxes[*i];
-            let ok = !mailbox.strict_keys || key::is_valid(mailbox.kind, k);
+            let ok = !mailbox.strict_keys || mail_key::is_valid(mailbox.kind, k);
             return ok.then(|| to_route(*i)).ok_or(Refusal::InvalidKey);
         }
     }
@@ -197,7 +198,7 @@ fn route_or_why(mailboxes: &[Mailbox], recipient: &str) -> Result<Route, Refusal
 mod tests {
     use super::*;
     use crate::address::Template;
-    use crate::key::MailboxKind as Kind;
+    use crate::mailbox::MailboxKind as Kind;
     use std::path::PathBuf;
 
     fn mailbox(kind: Kind, address: &str, catch_all: bool, strict_keys: bool) -> Mailbox {

@@ -2,7 +2,7 @@
 //! address as given and the mailbox it belongs to. The LMTP session keeps
 //! these in RCPT order without knowing anything about delivery.
 
-use crate::config::Mailbox;
+use crate::mailbox::Mailbox;
 
 /// A recipient that belongs to a configured GitLab mailbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +23,7 @@ impl Route {
         Route {
             recipient: recipient.to_string(),
             mailbox: Mailbox {
-                kind: crate::key::MailboxKind::Incoming,
+                kind: crate::mailbox::MailboxKind::Incoming,
                 template: crate::address::Template::parse("incoming+%{key}@in.example")
                     .expect("a valid template"),
                 credential: crate::jwt::Credential::Secret(Default::default()),

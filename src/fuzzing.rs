@@ -6,10 +6,10 @@
 //! header tokens, mutated.
 
 use crate::address::Template;
-use crate::config::Mailbox;
+use crate::mailbox::Mailbox;
 use crate::deliver::route;
 use crate::envelope::Route;
-use crate::key::{self, MailboxKind as Kind};
+use crate::mail_key::{self as key}; use crate::mailbox::MailboxKind as Kind;
 use crate::lmtp::session::{Action, Limits, Session};
 use crate::message::Headers;
 use crate::outcome::{Outcome, Temporary};

@@ -12,7 +12,7 @@
 //! its `secret_file`. So an HS256 token never carries a `kid`.
 
 use crate::secret::{Secret, SecretError};
-use crate::signing_key::{KeyError, SigningKey};
+use crate::es256::{KeyError, SigningKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};

@@ -1,34 +1,38 @@
-//! gitlab-mailgate's library: the delivery core and its two front doors
-//! (LMTP server and pipe command). `main.rs` only dispatches.
+//! gitlab-mailgate's library. `main.rs` only parses the command line
+//! (`cli`) and dispatches.
+//!
+//! The delivery path, top down: the two front doors (`lmtp`, `pipe`; and
+//! `http` for probes and metrics), the delivery core (`deliver`, which
+//! reports every attempt to its `observe`r and asks `guard`), the one
+//! table that classifies what happened (`outcome`), and GitLab's API
+//! (`gitlab`, signing in `jwt`). Beside it, `admin` holds the commands an
+//! administrator runs (`setup`, `check`, `keygen`). Every part owns its
+//! settings; `config` only composes and checks the file.
 //!
 //! Public are the modules the binary, the integration tests, the examples
 //! and the fuzz targets use; the rest is internal and may change freely.
 
-mod access;
 pub mod address;
-pub mod check;
+pub mod admin;
 pub mod cli;
 pub mod config;
 mod deliver;
 mod envelope;
+mod es256;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gitlab;
-mod gitlab_yml;
 pub mod guard;
 mod health;
 mod http;
 mod jwt;
-mod key;
-pub mod keygen;
 pub mod lmtp;
 mod log;
+mod mail_key;
+pub mod mailbox;
 pub mod message;
 mod metrics;
 mod outcome;
 pub mod pipe;
-mod postfix_conf;
 mod reply;
 mod secret;
-pub mod setup;
-mod signing_key;

@@ -3,7 +3,8 @@
 
 use clap::Parser;
 use gitlab_mailgate::cli::{Cli, Command};
-use gitlab_mailgate::{check, keygen, lmtp, pipe, setup};
+use gitlab_mailgate::admin::{check, keygen, setup};
+use gitlab_mailgate::{lmtp, pipe};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -24,8 +25,8 @@ fn main() -> ExitCode {
             config,
             postfix,
             send_test,
-        } => check::run(&config.path, &check::RouteOptions::new(postfix, send_test)),
-        Command::Setup(args) => setup::run(&args),
+        } => check::run(&config.path, &postfix.route(send_test)),
+        Command::Setup(args) => setup::run(&args.options()),
         Command::Keygen { mailbox, out } => keygen::run(mailbox.into(), out.as_deref()),
     }
 }

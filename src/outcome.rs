@@ -8,7 +8,7 @@
 //! what that means. Nothing here does I/O: callers write the results.
 
 use crate::gitlab::Posted;
-use crate::key::MailboxKind;
+use crate::mailbox::MailboxKind;
 use crate::log::printable;
 use crate::reply::*;
 use std::time::Duration;

@@ -10,8 +10,8 @@
 //! this user cannot read) is refused with the fix in the message.
 
 use super::{ConfigError, RawConfig, RawMailbox};
-use crate::gitlab_yml::GitlabYml;
-use crate::key::MailboxKind as Kind;
+use crate::config::gitlab_yml::GitlabYml;
+use crate::mailbox::MailboxKind as Kind;
 use std::ops::Range;
 use std::path::PathBuf;
 use toml::Spanned;
@@ -41,7 +41,7 @@ pub(super) fn merge(raw: &mut RawConfig) -> Result<Option<PathBuf>, Error> {
             message,
         })
     };
-    if let Some(why) = crate::access::unreadable_here(&path) {
+    if let Some(why) = crate::admin::access::unreadable_here(&path) {
         return Err(Error::Here(file.span(), why));
     }
     let yml = GitlabYml::load(&path)
@@ -87,7 +87,7 @@ pub(super) fn merge(raw: &mut RawConfig) -> Result<Option<PathBuf>, Error> {
             mine.address = Some(from_gitlab(address));
         }
         if takes_secret {
-            if let Some(why) = crate::access::unreadable_here(&theirs.secret_file) {
+            if let Some(why) = crate::admin::access::unreadable_here(&theirs.secret_file) {
                 return Err(there(format!(
                     "production.{}.secret_file: {why}",
                     kind.name()

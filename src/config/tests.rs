@@ -411,7 +411,7 @@ fn line_col_counts_from_one() {
 fn signing_key_file_selects_es256_beside_or_instead_of_the_secret() {
     let s = Scratch::new();
     let secret = s.file("s", GOOD_SECRET, 0o600);
-    let (_, pem) = crate::signing_key::SigningKey::generate().unwrap();
+    let (_, pem) = crate::es256::SigningKey::generate().unwrap();
     let key = s.file("k.pem", &pem, 0o640);
     let line = format!("secret_file = \"{secret}\"\n");
     let both = minimal(&secret).replace(&line, &format!("{line}signing_key_file = \"{key}\"\n"));

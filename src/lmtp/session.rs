@@ -14,7 +14,7 @@
 
 use super::input::{BodyEnd, Chunk, DataBody, LineEvent, LineReader};
 use crate::envelope::Route;
-use crate::key::MailboxKind;
+use crate::mailbox::MailboxKind;
 use crate::log::printable;
 use crate::outcome::{log_line, Outcome};
 use crate::reply::*;

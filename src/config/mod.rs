@@ -9,13 +9,14 @@
 
 use crate::address::Template;
 use crate::jwt::Credential;
-use crate::key::MailboxKind;
+use crate::mailbox::{Mailbox, MailboxKind};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
+pub(crate) mod gitlab_yml;
 mod http;
 pub use http::Http;
 
@@ -58,21 +59,6 @@ pub struct Gitlab {
     pub ca_file: Option<PathBuf>,
     /// GitLab's `gitlab.yml`, when settings were read from it.
     pub config_file: Option<PathBuf>,
-}
-
-/// One `[incoming_email]` or `[service_desk_email]` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mailbox {
-    /// Which GitLab mailbox this is.
-    pub kind: MailboxKind,
-    /// The address template, e.g. `incoming+%{key}@example.com`.
-    pub template: Template,
-    /// How tokens for this mailbox are signed (HS256 or ES256).
-    pub credential: Credential,
-    /// Accept every recipient in the template's domain.
-    pub catch_all: bool,
-    /// Refuse keys that fit none of GitLab's shapes.
-    pub strict_keys: bool,
 }
 
 /// The `[lmtp]` section.

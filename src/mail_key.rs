@@ -15,24 +15,7 @@
 //!   base36, Service Desk keys `[a-z0-9_]`. So keys with `%`, quotes,
 //!   spaces, control characters or `..` never reach GitLab.
 
-/// Which GitLab mailbox a key is for: they accept different shapes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MailboxKind {
-    /// `incoming_email`: replies, new issues/MRs, notes, unsubscribe, Service Desk.
-    Incoming,
-    /// `service_desk_email`: every key is a Service Desk key.
-    ServiceDesk,
-}
-
-impl MailboxKind {
-    /// The mailbox name in GitLab's API path and configuration.
-    pub fn name(self) -> &'static str {
-        match self {
-            MailboxKind::Incoming => "incoming_email",
-            MailboxKind::ServiceDesk => "service_desk_email",
-        }
-    }
-}
+use crate::mailbox::MailboxKind;
 
 /// True when a GitLab handler takes `key` in `mailbox` and can act on it.
 pub fn is_valid(mailbox: MailboxKind, key: &str) -> bool {

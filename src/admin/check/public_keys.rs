@@ -5,7 +5,7 @@
 
 use super::Report;
 use crate::config::Config;
-use crate::gitlab_yml::GitlabYml;
+use crate::config::gitlab_yml::GitlabYml;
 use crate::jwt::{Credential, Signer};
 use base64::Engine;
 

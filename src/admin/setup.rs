@@ -9,12 +9,11 @@
 //!
 //! It never prints a secret: secret files are copied, never shown.
 
-use crate::access::{group_name, SERVICE_USER};
-use crate::check::{self, RouteOptions};
-use crate::cli::SetupArgs;
+use crate::admin::access::{group_name, SERVICE_USER};
+use crate::admin::check::{self, RouteOptions};
 use crate::config::Config;
-use crate::gitlab_yml::{GitlabYml, OMNIBUS_PATH, SOURCE_PATH};
-use crate::postfix_conf::{self, Postfix, Wanted};
+use crate::config::gitlab_yml::{GitlabYml, OMNIBUS_PATH, SOURCE_PATH};
+use crate::admin::postfix_conf::{self, Postfix, Wanted};
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -29,9 +28,30 @@ pub const DEFAULT_TARGET: &str = "lmtp:unix:/run/gitlab-mailgate/lmtp.sock";
 /// without `--force`.
 const UNCONFIGURED_MARK: &str = "# CHANGE ME";
 
+/// What setup is asked to do (from `setup`'s command line).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The configuration file to write.
+    pub config_path: PathBuf,
+    /// Which Postfix, and whether to configure it at all (`required`).
+    pub route: RouteOptions,
+    /// GitLab's gitlab.yml; `None`: Omnibus's, else a source install's.
+    pub gitlab_config: Option<PathBuf>,
+    /// The incoming domains to route; empty: those of the addresses.
+    pub domains: Vec<String>,
+    /// Where Postfix delivers (`lmtp:unix:…` or `lmtp:inet:…`).
+    pub lmtp_target: String,
+    /// Also `reject_unverified_recipient` for the incoming domains.
+    pub verify_recipients: bool,
+    /// Replace an existing configuration file that differs.
+    pub force: bool,
+    /// Print what would change and change nothing.
+    pub dry_run: bool,
+}
+
 /// Runs setup, then `check`; the exit status is check's (or 1 when setup
 /// itself failed).
-pub fn run(args: &SetupArgs) -> ExitCode {
+pub fn run(args: &Options) -> ExitCode {
     let mut out = Steps {
         dry_run: args.dry_run,
         changes: 0,
@@ -49,7 +69,7 @@ pub fn run(args: &SetupArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     println!("--- gitlab-mailgate check");
-    check::run(&args.config.path, &RouteOptions::from(args.postfix.clone()))
+    check::run(&args.config_path, &args.route)
 }
 
 /// Prints each step and counts the changes.
@@ -70,8 +90,8 @@ impl Steps {
     }
 }
 
-fn setup(args: &SetupArgs, out: &mut Steps) -> Result<(), String> {
-    let config_path = &args.config.path;
+fn setup(args: &Options, out: &mut Steps) -> Result<(), String> {
+    let config_path = &args.config_path;
     let listen = match args.lmtp_target.strip_prefix("lmtp:inet:") {
         Some(addr) => Some(addr.replace(['[', ']'], "")),
         None if args.lmtp_target.starts_with("lmtp:unix:") => None,
@@ -129,7 +149,7 @@ fn setup(args: &SetupArgs, out: &mut Steps) -> Result<(), String> {
         _ => Config::load(config_path),
     }
     .map_err(|e| e.to_string())?;
-    if args.postfix.postfix || args.postfix.postfix_config.is_some() {
+    if args.route.required {
         let mut domains = args.domains.clone();
         if domains.is_empty() {
             for m in &config.mailboxes {
@@ -147,8 +167,8 @@ fn setup(args: &SetupArgs, out: &mut Steps) -> Result<(), String> {
     Ok(())
 }
 
-fn write_config(args: &SetupArgs, out: &mut Steps, text: &str) -> Result<(), String> {
-    let path = &args.config.path;
+fn write_config(args: &Options, out: &mut Steps, text: &str) -> Result<(), String> {
+    let path = &args.config_path;
     let old = std::fs::read_to_string(path).ok();
     if old.as_deref() == Some(text) {
         out.same(format_args!("{}", path.display()));
@@ -205,7 +225,7 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
     let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
     std::fs::write(path, data).map_err(fail)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o640)).map_err(fail)?;
-    if let Some(user) = crate::access::User::lookup(SERVICE_USER) {
+    if let Some(user) = crate::admin::access::User::lookup(SERVICE_USER) {
         let gid = user.gids.first().copied();
         if group_name(gid.unwrap_or(0)) == SERVICE_USER {
             chown(path, Some(0), gid).map_err(fail)?;
@@ -214,12 +234,12 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn postfix(args: &SetupArgs, out: &mut Steps, domains: Vec<String>) -> Result<(), String> {
+fn postfix(args: &Options, out: &mut Steps, domains: Vec<String>) -> Result<(), String> {
     if !Postfix::installed() {
         return Err("Postfix is not installed (apt install postfix)".into());
     }
     let pf = Postfix {
-        config_dir: args.postfix.postfix_config.clone(),
+        config_dir: args.route.postfix_config.clone(),
     };
     let wanted = Wanted {
         domains,

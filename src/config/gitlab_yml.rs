@@ -10,7 +10,7 @@
 //! YAML: `saphyr` (pure Rust, YAML 1.2). GitLab reads the file with Ruby's
 //! Psych (YAML 1.1), so the enabled flags also accept 1.1's `yes`/`on`.
 
-use crate::key::MailboxKind as Kind;
+use crate::mailbox::MailboxKind as Kind;
 use saphyr::{LoadableYamlNode, Yaml};
 use std::path::{Path, PathBuf};
 

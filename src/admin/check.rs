@@ -7,7 +7,8 @@
 //! the Postfix side ([`route`]): routing, LHLO, chroot and permissions. It
 //! never prints a secret, a private key or a token.
 
-use crate::config::{Config, Mailbox};
+use crate::config::Config;
+use crate::mailbox::Mailbox;
 use crate::gitlab::{Client, IAT_BACKDATE_SECS};
 use crate::jwt::{Credential, Signer};
 use std::fmt::Display;

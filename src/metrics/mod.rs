@@ -10,7 +10,7 @@
 //! older Prometheus text format for scrapers that ask for that.
 
 use crate::gitlab::Posted;
-use crate::key::MailboxKind;
+use crate::mailbox::MailboxKind;
 use crate::outcome::Outcome;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -10,7 +10,7 @@
 
 use super::Report;
 use crate::config::Config;
-use crate::postfix_conf::Postfix;
+use crate::admin::postfix_conf::Postfix;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -26,7 +26,7 @@ pub(super) fn run(report: &mut Report, config: &Config, pf: &Postfix) {
     let rcpt = config
         .mailboxes
         .iter()
-        .filter(|m| m.strict_keys && !m.catch_all && !crate::key::is_valid(m.kind, TEST_KEY))
+        .filter(|m| m.strict_keys && !m.catch_all && !crate::mail_key::is_valid(m.kind, TEST_KEY))
         .find_map(|m| m.template.with_key(TEST_KEY));
     let Some(rcpt) = rcpt else {
         return report.warn(

@@ -5,8 +5,8 @@
 //! mode 0700 for the user git), it writes what it read and copies the
 //! secrets next to the configuration, root:gitlab-mailgate 0640.
 
-use crate::access::{User, SERVICE_USER};
-use crate::gitlab_yml::GitlabYml;
+use crate::admin::access::{User, SERVICE_USER};
+use crate::config::gitlab_yml::GitlabYml;
 use std::path::{Path, PathBuf};
 
 /// A secret file to copy: from GitLab's, to ours.
@@ -24,7 +24,7 @@ pub fn render(config: &Path, yml: &GitlabYml, listen: Option<&str>) -> (String, 
     let blocked = User::lookup(SERVICE_USER).and_then(|user| {
         std::iter::once(yml.path.as_path())
             .chain(active.iter().map(|m| m.secret_file.as_path()))
-            .find_map(|p| user.blocked(p, crate::access::Need::Read))
+            .find_map(|p| user.blocked(p, crate::admin::access::Need::Read))
     });
     let mut text = String::from(
         "# gitlab-mailgate configuration, written by `gitlab-mailgate setup`.\n\

@@ -4,9 +4,9 @@
 //! unix socket at all (chroot, permissions of the user `postfix`).
 
 use super::Report;
-use crate::access::{Need, User};
+use crate::admin::access::{Need, User};
 use crate::config::Config;
-use crate::postfix_conf::{list, Postfix};
+use crate::admin::postfix_conf::{list, Postfix};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -195,13 +195,3 @@ fn reply(reader: &mut impl BufRead) -> Result<String, String> {
 
 /// Timeouts for the probe connections.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl RouteOptions {
-    /// The options of `check`'s command line.
-    pub fn new(postfix: crate::cli::PostfixArgs, send_test: bool) -> RouteOptions {
-        RouteOptions {
-            send_test,
-            ..postfix.into()
-        }
-    }
-}

@@ -9,7 +9,7 @@
 
 use crate::config::Gitlab as GitlabConfig;
 use crate::jwt::{self, Credential, Signer};
-use crate::key::MailboxKind;
+use crate::mailbox::MailboxKind;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
