@@ -1,6 +1,6 @@
 use super::*;
 
-const OMNIBUS: &str = include_str!("../../tests/data/gitlab.yml");
+const OMNIBUS: &str = include_str!("../../../tests/data/gitlab.yml");
 
 fn omnibus(edit: impl Fn(String) -> String) -> Result<GitlabYml, String> {
     let text = OMNIBUS
