@@ -1,11 +1,13 @@
 //! Stable-toolchain fuzz driver for the entry points in
-//! `gitlab_mailgate::fuzzing`, for toolchains without libFuzzer.
+//! `gitlab_mailgate::fuzzing`, for toolchains without libFuzzer (the
+//! generator is `fuzz/generate.rs`).
 //!
 //! `cargo run --release --example fuzz -- TARGET [CASES] [SEED]`
 //! TARGET: route | header | lmtp | all. Prints the count of cases run;
 //! a panic (a bug) exits 1 with the offending input in hex.
 
-use gitlab_mailgate::fuzzing;
+#[path = "../fuzz/generate.rs"]
+mod generate;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -19,14 +21,14 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x9e37_79b9_7f4a_7c15);
     let mut ran_any = false;
-    for target in fuzzing::TARGETS
+    for target in generate::TARGETS
         .iter()
         .filter(|t| which == "all" || which == t.name)
     {
         ran_any = true;
         let name = target.name;
         let started = std::time::Instant::now();
-        if let Err(input) = fuzzing::run(target, cases, seed) {
+        if let Err(input) = generate::run(target, cases, seed) {
             let hex: String = input.iter().map(|b| format!("{b:02x}")).collect();
             eprintln!("{name}: panic on input {hex}");
             std::process::exit(1);

@@ -60,6 +60,7 @@ fn write_page(out_dir: &std::path::Path) -> std::io::Result<PathBuf> {
     pipe_mode(&mut roff);
     lmtp(&mut roff);
     exit_status(&mut roff);
+    outcomes(&mut roff);
     files(&mut roff);
     environment(&mut roff);
     see_also(&mut roff);
@@ -346,6 +347,33 @@ fn exit_status(roff: &mut Roff) {
              key could not be written.",
         )],
     );
+}
+
+/// The outcome table, row by row from the code (the README shows the same
+/// rows), so the page cannot drift from what the program does.
+fn outcomes(roff: &mut Roff) {
+    section(roff, "OUTCOMES");
+    para(
+        roff,
+        [roman(
+            "What each answer from GitLab, or each local result, becomes: the LMTP \
+             reply, the pipe-mode exit status with the DSN line written first, and what \
+             Postfix then does.",
+        )],
+    );
+    for row in gitlab_mailgate::outcome::table::rows() {
+        let text = format!(
+            "LMTP {}; pipe exit {}; Postfix: {}.",
+            row.lmtp(),
+            row.pipe(),
+            row.postfix()
+        );
+        item(
+            roff,
+            [bold(row.situation.replace('`', ""))],
+            &text.replace('`', ""),
+        );
+    }
 }
 
 fn files(roff: &mut Roff) {

@@ -7,36 +7,37 @@
 
 use crate::address::Match;
 use crate::config::Config;
-use crate::mailbox::Mailbox;
-/// Re-exported for the LMTP session code, which imports it from here.
 use crate::envelope::Route;
-use crate::gitlab::Client;
+use crate::gitlab::{Client, Posted};
 use crate::guard::Guard;
 use crate::mail_key;
-use crate::log;
+use crate::mailbox::Mailbox;
 use crate::message::Headers;
-use crate::metrics::{self, Refusal};
-use crate::outcome::{self, Handed, Outcome};
+use crate::metrics::Refusal;
+use crate::observe::{Attempt, Observer, Size};
+use crate::outcome::{Outcome, Posting};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The shared delivery state: configuration, HTTP client and the guards
-/// in front of it.
+/// The shared delivery state: configuration, HTTP client, the guards in
+/// front of it and the observer every attempt is reported to.
 pub struct Deliverer {
     config: Arc<Config>,
     client: Client,
     guard: Guard,
+    observer: Observer,
 }
 
 impl Deliverer {
-    /// Builds the HTTP client for `config`.
-    pub fn new(config: Arc<Config>) -> Result<Deliverer, String> {
+    /// Builds the HTTP client for `config`; reports go to `observer`.
+    pub fn new(config: Arc<Config>, observer: Observer) -> Result<Deliverer, String> {
         let client = Client::new(&config.gitlab)?;
         let guard = Guard::new(&config.guard, config.gitlab.timeout);
         Ok(Deliverer {
             config,
             client,
             guard,
+            observer,
         })
     }
 
@@ -47,22 +48,34 @@ impl Deliverer {
         self
     }
 
+    /// Where this core reports; the front doors report what they decide
+    /// themselves (a recipient limit, a message too large) there too.
+    pub fn observer(&self) -> &Observer {
+        &self.observer
+    }
+
     /// Decides whether mail from `sender` (`None`: not known) to
     /// `recipient` is for GitLab: an unknown recipient is refused first,
-    /// then the null sender (see `guard`). Pure apart from the counters:
-    /// the front door logs a refusal (`outcome::log_line`).
+    /// then the null sender (see `guard`). A refusal is reported here.
     pub fn route(&self, sender: Option<&str>, recipient: &str) -> Result<Route, Outcome> {
-        let route = route_or_why(&self.config.mailboxes, recipient).map_err(|why| {
-            metrics::refused(why);
-            Outcome::UnknownRecipient
-        })?;
-        self.guard.screen_sender(sender)?;
-        Ok(route)
+        let refused = |outcome: Outcome, why: Option<Refusal>| {
+            self.observer.refused(recipient, &outcome, why);
+            Err(outcome)
+        };
+        let route = match route_or_why(&self.config.mailboxes, recipient) {
+            Ok(route) => route,
+            Err(why) => return refused(Outcome::UnknownRecipient, Some(why)),
+        };
+        match self.guard.screen_sender(sender) {
+            Ok(()) => Ok(route),
+            Err(outcome) => refused(outcome, None),
+        }
     }
 
     /// Hands `message` from `sender` to GitLab once for every route and
     /// returns one outcome per route, in order; the guards may decide
-    /// without posting. `received` is when the message arrived.
+    /// without posting. `received` is when the message arrived. The front
+    /// door has reported the message itself ([`Observer::message`]).
     pub fn deliver(
         &self,
         sender: &str,
@@ -70,10 +83,16 @@ impl Deliverer {
         routes: &[Route],
         received: Instant,
     ) -> Vec<Outcome> {
+        let limit = self.config.max_message_size;
+        if message.len() > limit {
+            for route in routes {
+                let to = Some((route.recipient.as_str(), route.mailbox.kind));
+                self.observer.too_large(sender, to, Size::Over(limit));
+            }
+            return vec![Outcome::TooLarge; routes.len()];
+        }
         let headers = Headers::parse(message);
         let queue_id = headers.queue_id();
-        let message_id = headers.message_id();
-        metrics::message_size(message.len());
         // The loop breaker counts messages: copies of one message for the
         // same key (duplicate recipients) count once.
         let mut counted: Vec<String> = Vec::new();
@@ -87,44 +106,31 @@ impl Deliverer {
                 let delivered_to = mailbox.template.delivered_to(&route.recipient);
                 let key =
                     headers.gitlab_key(&mailbox.template, &self.config.gitlab.host, &delivered_to);
-                let outcome = if message.len() > self.config.max_message_size {
-                    Outcome::TooLarge
-                } else {
-                    let loop_key = key.clone().unwrap_or_else(|| delivered_to.clone());
-                    let first_copy = !counted.contains(&loop_key);
-                    if first_copy {
-                        counted.push(loop_key.clone());
-                    }
-                    self.post(
-                        sender,
-                        &headers,
-                        first_copy.then_some(loop_key.as_str()),
-                        || {
-                            metrics::post(mailbox.kind, || {
-                                self.client.post(
-                                    mailbox.kind,
-                                    &mailbox.credential,
-                                    &delivered_to,
-                                    message,
-                                )
-                            })
-                        },
-                    )
-                };
-                let handed = Handed {
+                let loop_key = key.clone().unwrap_or_else(|| delivered_to.clone());
+                let first_copy = !counted.contains(&loop_key);
+                if first_copy {
+                    counted.push(loop_key.clone());
+                }
+                let (outcome, post) = self.post(
+                    sender,
+                    &headers,
+                    first_copy.then_some(loop_key.as_str()),
+                    || {
+                        self.client
+                            .post(mailbox.kind, &mailbox.credential, &delivered_to, message)
+                    },
+                );
+                self.observer.attempt(&Attempt {
+                    recipient: &route.recipient,
+                    outcome: &outcome,
                     queue_id: queue_id.as_deref(),
                     mailbox: mailbox.kind,
                     key: key.as_deref(),
                     size: message.len(),
                     delay: received.elapsed(),
-                    message_id,
-                };
-                log::info(&outcome::log_line(
-                    &route.recipient,
-                    &outcome,
-                    Some(&handed),
-                ));
-                metrics::delivered(mailbox.kind, &outcome);
+                    message_id: headers.message_id(),
+                    post: post.as_ref().map(|(p, took)| (p, *took)),
+                });
                 outcome
             })
             .collect()
@@ -132,25 +138,34 @@ impl Deliverer {
 
     /// Posts (by calling `post`) unless a guard decides otherwise; the
     /// loop breaker counts per `sender` and GitLab `key` (`None`: a copy
-    /// already counted).
+    /// already counted). Returns the outcome and, when posted, the
+    /// classified post and how long it took.
     fn post(
         &self,
         sender: &str,
         headers: &Headers,
         key: Option<&str>,
-        post: impl FnOnce() -> crate::gitlab::Posted,
-    ) -> Outcome {
+        post: impl FnOnce() -> Posted,
+    ) -> (Outcome, Option<(Posting, std::time::Duration)>) {
         if let Err(outcome) = self.guard.screen_message(headers) {
-            return outcome;
+            return (outcome, None);
         }
-        match self.guard.admit(sender, key) {
-            Err(outcome) => outcome,
-            Ok(pass) => {
-                let posted = post();
-                self.guard.finish(pass, &posted);
-                Outcome::from_post(posted)
-            }
+        let pass = match self.guard.admit(sender, key) {
+            Ok(pass) => pass,
+            Err(outcome) => return (outcome, None),
+        };
+        if pass.is_probe() {
+            self.observer.breaker_probe();
         }
+        let in_flight = self.observer.posting();
+        let start = Instant::now();
+        let posting = Posting::classify(post());
+        let took = start.elapsed();
+        drop(in_flight);
+        if let Some(change) = self.guard.finish(pass, &posting) {
+            self.observer.breaker(change, posting.retry_after.is_some());
+        }
+        (posting.outcome.clone(), Some((posting, took)))
     }
 }
 

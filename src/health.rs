@@ -1,17 +1,20 @@
 //! Liveness and readiness of `serve`, as the `[http]` listener reports
-//! them (`/livez`, `/readyz`).
+//! them (`/livez`, `/readyz`): a [`Health`] value that `serve` makes and
+//! shares with the observer (which tells it what GitLab answered) and the
+//! listener (which reads it).
 //!
 //! Live: the accept loops run. Ready: live, every mailbox's secret or key
 //! loads, and GitLab is not known to be failing — the last answer it gave
-//! (to a real post, or to a probe) was not a temporary failure. The probe
-//! is `check`'s request with an invalid token, expecting 401; it is sent
-//! by one background thread, only when nothing was heard from GitLab for
-//! [`PROBE_EVERY`], so `/readyz` itself never causes a request.
+//! (to a real post, or to a probe) was not a temporary failure, as
+//! `outcome` classifies it. The probe is `check`'s request with an invalid
+//! token; it is sent by one background thread, only when nothing was heard
+//! from GitLab for [`PROBE_EVERY`], so `/readyz` itself never causes a
+//! request.
 
-use crate::config::Config;
-use crate::gitlab::{Client, Posted, SECRET_TTL};
-use crate::log;
-use crate::outcome::{Outcome, Temporary};
+use crate::gitlab::{Client, SECRET_TTL};
+use crate::log::Log;
+use crate::mailbox::Mailbox;
+use crate::outcome::{Probe, Readiness};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -22,128 +25,122 @@ pub const PROBE_EVERY: Duration = Duration::from_secs(30);
 /// How often the background thread looks at the clock.
 const TICK: Duration = Duration::from_secs(1);
 
-/// True while the accept loops run.
-static ACCEPTING: AtomicBool = AtomicBool::new(false);
-
-/// The last word from GitLab: when, and what was wrong (`None`: fine).
-static GITLAB: Mutex<Option<(Instant, Option<String>)>> = Mutex::new(None);
-
-/// Secrets or keys that did not load at the last look, one line each.
-static CREDENTIALS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// What `/livez` and `/readyz` answer from.
+#[derive(Default)]
+pub struct Health {
+    /// True while the accept loops run.
+    accepting: AtomicBool,
+    /// The last word from GitLab: when, and what was wrong (`None`: fine).
+    gitlab: Mutex<Option<(Instant, Option<String>)>>,
+    /// Secrets or keys that did not load at the last look, one line each.
+    credentials: Mutex<Vec<String>>,
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Called when the accept loops start (`true`) and stop (`false`).
-pub fn set_accepting(on: bool) {
-    ACCEPTING.store(on, Ordering::SeqCst);
-}
-
-/// Records what a post to GitLab got. A local failure (our secret) says
-/// nothing about GitLab and is left to the credential check.
-pub fn gitlab_answered(posted: &Posted) {
-    if matches!(posted, Posted::Local(_)) {
-        return;
+impl Health {
+    /// Called when the accept loops start (`true`) and stop (`false`).
+    pub fn set_accepting(&self, on: bool) {
+        self.accepting.store(on, Ordering::SeqCst);
     }
-    let problem = match Outcome::from_post(posted.clone()) {
-        Outcome::Temporary(t) => Some(gitlab_problem(&t)),
-        _ => None,
-    };
-    *lock(&GITLAB) = Some((Instant::now(), problem));
-}
 
-fn gitlab_problem(t: &Temporary) -> String {
-    let text = Outcome::Temporary(t.clone()).reply().text;
-    format!("GitLab is failing: {text}")
-}
-
-/// `/livez`: 200 while the accept loops run.
-pub fn livez() -> (u16, String) {
-    match ACCEPTING.load(Ordering::SeqCst) {
-        true => (200, "live\n".into()),
-        false => (503, "not accepting connections\n".into()),
+    /// Records what a post or probe said about GitLab. Returns the change
+    /// (`Some(new problem)`, `Some(None)`: fine again), if any.
+    pub fn gitlab_said(&self, readiness: &Readiness) -> Option<Option<String>> {
+        let problem = match readiness {
+            Readiness::Unchanged => return None,
+            Readiness::Answering => None,
+            Readiness::Failing(why) => Some(why.clone()),
+        };
+        let mut gitlab = lock(&self.gitlab);
+        let was = gitlab.as_ref().and_then(|(_, p)| p.clone());
+        *gitlab = Some((Instant::now(), problem.clone()));
+        (was != problem).then_some(problem)
     }
-}
 
-/// `/readyz`: 200, or 503 with one line per reason.
-pub fn readyz() -> (u16, String) {
-    let mut reasons = Vec::new();
-    if !ACCEPTING.load(Ordering::SeqCst) {
-        reasons.push("LMTP listeners are not accepting connections".to_string());
-    }
-    reasons.extend(lock(&CREDENTIALS).iter().cloned());
-    if let Some((_, Some(problem))) = &*lock(&GITLAB) {
-        reasons.push(problem.clone());
-    }
-    match reasons.is_empty() {
-        true => (200, "ready\n".into()),
-        false => (503, reasons.iter().map(|r| format!("{r}\n")).collect()),
-    }
-}
-
-/// Starts the thread that re-reads the secrets and keys and probes GitLab
-/// when it has been quiet for [`PROBE_EVERY`].
-pub fn start(config: Arc<Config>) -> Result<(), String> {
-    let client = Client::new(&config.gitlab)?;
-    check_credentials(&config);
-    std::thread::Builder::new()
-        .name("health".into())
-        .spawn(move || {
-            let mut last_probe: Option<Instant> = None;
-            let mut last_read = Instant::now();
-            loop {
-                if last_read.elapsed() >= SECRET_TTL {
-                    check_credentials(&config);
-                    last_read = Instant::now();
-                }
-                let heard = lock(&GITLAB).as_ref().map(|(at, _)| *at);
-                let quiet = [heard, last_probe]
-                    .into_iter()
-                    .flatten()
-                    .all(|at| at.elapsed() >= PROBE_EVERY);
-                if quiet {
-                    last_probe = Some(Instant::now());
-                    probe(&client, &config);
-                }
-                std::thread::sleep(TICK);
-            }
-        })
-        .map(drop)
-        .map_err(|e| format!("cannot start the health thread: {e}"))
-}
-
-fn check_credentials(config: &Config) {
-    let problems = config
-        .mailboxes
-        .iter()
-        .filter_map(|m| {
-            let e = m.credential.load().err()?;
-            Some(format!("{}: {e}", m.kind.name()))
-        })
-        .collect();
-    *lock(&CREDENTIALS) = problems;
-}
-
-/// `check`'s probe against the first mailbox: 401 means GitLab answers.
-fn probe(client: &Client, config: &Config) {
-    let Some(mailbox) = config.mailboxes.first() else {
-        return;
-    };
-    let problem = match client.probe(mailbox.kind) {
-        Ok((401, _)) => None,
-        Ok((status, _)) => match Outcome::from_post(Posted::Status(status)) {
-            Outcome::Temporary(t) => Some(gitlab_problem(&t)),
-            _ => None,
-        },
-        Err(e) => Some(format!("GitLab is failing: cannot reach GitLab: {e}")),
-    };
-    let was = lock(&GITLAB).as_ref().and_then(|(_, p)| p.clone());
-    if problem != was {
-        match &problem {
-            Some(p) => log::warn(&format!("readiness probe: {p}")),
-            None => log::info("readiness probe: GitLab answers again"),
+    /// `/livez`: 200 while the accept loops run.
+    pub fn livez(&self) -> (u16, String) {
+        match self.accepting.load(Ordering::SeqCst) {
+            true => (200, "live\n".into()),
+            false => (503, "not accepting connections\n".into()),
         }
     }
-    *lock(&GITLAB) = Some((Instant::now(), problem));
+
+    /// `/readyz`: 200, or 503 with one line per reason.
+    pub fn readyz(&self) -> (u16, String) {
+        let mut reasons = Vec::new();
+        if !self.accepting.load(Ordering::SeqCst) {
+            reasons.push("LMTP listeners are not accepting connections".to_string());
+        }
+        reasons.extend(lock(&self.credentials).iter().cloned());
+        if let Some((_, Some(problem))) = &*lock(&self.gitlab) {
+            reasons.push(problem.clone());
+        }
+        match reasons.is_empty() {
+            true => (200, "ready\n".into()),
+            false => (503, reasons.iter().map(|r| format!("{r}\n")).collect()),
+        }
+    }
+
+    /// Starts the thread that re-reads the secrets and keys and probes
+    /// GitLab when it has been quiet for [`PROBE_EVERY`].
+    pub fn start(
+        self: &Arc<Health>,
+        client: Client,
+        mailboxes: Vec<Mailbox>,
+        log: Log,
+    ) -> Result<(), String> {
+        let health = self.clone();
+        health.check_credentials(&mailboxes);
+        std::thread::Builder::new()
+            .name("health".into())
+            .spawn(move || {
+                let mut last_probe: Option<Instant> = None;
+                let mut last_read = Instant::now();
+                loop {
+                    if last_read.elapsed() >= SECRET_TTL {
+                        health.check_credentials(&mailboxes);
+                        last_read = Instant::now();
+                    }
+                    let heard = lock(&health.gitlab).as_ref().map(|(at, _)| *at);
+                    let quiet = [heard, last_probe]
+                        .into_iter()
+                        .flatten()
+                        .all(|at| at.elapsed() >= PROBE_EVERY);
+                    if quiet {
+                        last_probe = Some(Instant::now());
+                        health.probe(&client, &mailboxes, &log);
+                    }
+                    std::thread::sleep(TICK);
+                }
+            })
+            .map(drop)
+            .map_err(|e| format!("cannot start the health thread: {e}"))
+    }
+
+    fn check_credentials(&self, mailboxes: &[Mailbox]) {
+        let problems = mailboxes
+            .iter()
+            .filter_map(|m| {
+                let e = m.credential.load().err()?;
+                Some(format!("{}: {e}", m.kind.name()))
+            })
+            .collect();
+        *lock(&self.credentials) = problems;
+    }
+
+    /// `check`'s probe against the first mailbox.
+    fn probe(&self, client: &Client, mailboxes: &[Mailbox], log: &Log) {
+        let Some(mailbox) = mailboxes.first() else {
+            return;
+        };
+        let (posted, _) = client.probe(mailbox.kind);
+        match self.gitlab_said(&Probe::classify(posted).readiness) {
+            Some(Some(problem)) => log.warn(&format!("readiness probe: {problem}")),
+            Some(None) => log.info("readiness probe: GitLab answers again"),
+            None => {}
+        }
+    }
 }

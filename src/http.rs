@@ -9,8 +9,9 @@
 //! because `tiny_http` (which builds with Rust 1.95) starts a thread per
 //! connection without bound and has no read timeout.
 
-use crate::config::Config;
-use crate::{health, log, metrics};
+use crate::health::Health;
+use crate::log::Log;
+use crate::metrics::Metrics;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -28,49 +29,70 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const PLAIN: &str = "text/plain; charset=utf-8";
 
+/// The `[http]` settings: where `serve` answers `/livez`, `/readyz` and
+/// `/metrics`. Off unless `listen` is set; TCP only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// The address to listen on; `None`: no HTTP listener.
+    pub listen: Option<SocketAddr>,
+}
+
+/// What the workers answer from.
+struct Answers {
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+}
+
 /// The line `check` prints about the listener.
-pub fn describe(config: &Config) -> String {
-    match config.http.listen {
+pub fn describe(settings: &Settings) -> String {
+    match settings.listen {
         Some(addr) => format!("http listener on {addr}: GET /livez, /readyz, /metrics"),
         None => "http listener off ([http] listen not set): no /livez, /readyz, /metrics".into(),
     }
 }
 
-/// Binds the configured address and starts the workers and the health
-/// thread; `Ok(None)` when `[http]` is off.
-pub fn start(config: &Arc<Config>) -> Result<Option<SocketAddr>, String> {
-    let Some(addr) = config.http.listen else {
+/// Binds the configured address and starts the workers; `Ok(None)` when
+/// `[http]` is off.
+pub fn start(
+    settings: &Settings,
+    health: &Arc<Health>,
+    metrics: &Arc<Metrics>,
+    log: &Log,
+) -> Result<Option<SocketAddr>, String> {
+    let Some(addr) = settings.listen else {
         return Ok(None);
     };
-    let names: Vec<_> = config.mailboxes.iter().map(|m| m.kind).collect();
-    metrics::init(&names);
     let listener = TcpListener::bind(addr).map_err(|e| format!("[http] listen {addr}: {e}"))?;
     let bound = listener.local_addr().unwrap_or(addr);
+    let answers = Arc::new(Answers {
+        health: health.clone(),
+        metrics: metrics.clone(),
+    });
     for _ in 0..WORKERS {
         let listener = listener
             .try_clone()
             .map_err(|e| format!("[http] listen {addr}: {e}"))?;
+        let (answers, log) = (answers.clone(), log.clone());
         std::thread::Builder::new()
             .name("http".into())
-            .spawn(move || worker(&listener))
+            .spawn(move || worker(&listener, &answers, &log))
             .map_err(|e| format!("cannot start an http thread: {e}"))?;
     }
-    health::start(config.clone())?;
-    log::info(&format!("http on {bound}: /livez, /readyz, /metrics"));
+    log.info(&format!("http on {bound}: /livez, /readyz, /metrics"));
     Ok(Some(bound))
 }
 
-fn worker(listener: &TcpListener) {
+fn worker(listener: &TcpListener, answers: &Answers, log: &Log) {
     loop {
         match listener.accept() {
             Ok((stream, _)) => {
-                if let Err(e) = answer(stream) {
+                if let Err(e) = answer(stream, answers) {
                     // Timeouts and hang-ups are the client's business.
                     if !matches!(
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) {
-                        log::info(&format!("http: {e}"));
+                        log.info(&format!("http: {e}"));
                     }
                 }
             }
@@ -81,7 +103,7 @@ fn worker(listener: &TcpListener) {
 }
 
 /// Reads one request head and writes its response.
-fn answer(mut stream: TcpStream) -> io::Result<()> {
+fn answer(mut stream: TcpStream, answers: &Answers) -> io::Result<()> {
     let start = Instant::now();
     stream.set_write_timeout(Some(DEADLINE))?;
     let mut buf = vec![0u8; MAX_REQUEST];
@@ -110,7 +132,7 @@ fn answer(mut stream: TcpStream) -> io::Result<()> {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut request = httparse::Request::new(&mut headers);
         match request.parse(&buf[..len]) {
-            Ok(httparse::Status::Complete(_)) => break route(&request),
+            Ok(httparse::Status::Complete(_)) => break route(&request, answers),
             Ok(httparse::Status::Partial) if len < MAX_REQUEST => continue,
             Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
                 break status(431, "request head too large\n")
@@ -123,7 +145,7 @@ fn answer(mut stream: TcpStream) -> io::Result<()> {
 }
 
 /// The response to a complete request head.
-fn route(request: &httparse::Request) -> Vec<u8> {
+fn route(request: &httparse::Request, answers: &Answers) -> Vec<u8> {
     let path = request.path.unwrap_or("");
     let path = path.split('?').next().unwrap_or(path);
     let method = request.method.unwrap_or("");
@@ -135,12 +157,12 @@ fn route(request: &httparse::Request) -> Vec<u8> {
     }
     let head_only = method == "HEAD";
     let (code, content_type, body) = match path {
-        "/livez" => with_type(health::livez()),
-        "/readyz" => with_type(health::readyz()),
+        "/livez" => with_type(answers.health.livez()),
+        "/readyz" => with_type(answers.health.readyz()),
         _ => {
             let om = wants_openmetrics(request);
             let content_type = if om { OPENMETRICS } else { PROMETHEUS_TEXT };
-            (200, content_type, metrics::encode(om))
+            (200, content_type, answers.metrics.encode(om))
         }
     };
     let mut bytes = response(code, content_type, &body, &[]);
@@ -208,7 +230,11 @@ mod tests {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut request = httparse::Request::new(&mut headers);
         assert!(request.parse(raw.as_bytes()).unwrap().is_complete());
-        String::from_utf8(route(&request)).unwrap()
+        let answers = Answers {
+            health: Arc::default(),
+            metrics: Arc::new(Metrics::new(&[])),
+        };
+        String::from_utf8(route(&request, &answers)).unwrap()
     }
 
     #[test]

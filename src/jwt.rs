@@ -11,8 +11,8 @@
 //! against the mailbox's `public_key_files`, one without as HS256 against
 //! its `secret_file`. So an HS256 token never carries a `kid`.
 
-use crate::secret::{Secret, SecretError};
 use crate::es256::{KeyError, SigningKey};
+use crate::secret::{Secret, SecretError};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};

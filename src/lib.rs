@@ -32,7 +32,9 @@ mod mail_key;
 pub mod mailbox;
 pub mod message;
 mod metrics;
-mod outcome;
+mod observe;
+#[doc(hidden)]
+pub mod outcome;
 pub mod pipe;
 mod reply;
 mod secret;

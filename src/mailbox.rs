@@ -39,4 +39,3 @@ pub struct Mailbox {
     /// Refuse keys that fit none of GitLab's shapes.
     pub strict_keys: bool,
 }
-

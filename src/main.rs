@@ -2,8 +2,8 @@
 //! See the README and gitlab-mailgate(8).
 
 use clap::Parser;
-use gitlab_mailgate::cli::{Cli, Command};
 use gitlab_mailgate::admin::{check, keygen, setup};
+use gitlab_mailgate::cli::{Cli, Command};
 use gitlab_mailgate::{lmtp, pipe};
 use std::process::ExitCode;
 

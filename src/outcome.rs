@@ -1,17 +1,20 @@
 //! What happened to one recipient, and the one table that turns it into an
-//! LMTP reply, a `pipe(8)` exit status, DSN text and a log line.
+//! LMTP reply, a `pipe(8)` exit status, DSN text, a log status, metrics
+//! labels and what it says about GitLab's health.
 //!
 //! Principle: anything that is not a definitive answer from GitLab is
 //! temporary, so Postfix keeps the message and retries. Only an unknown
 //! recipient and a message too large bounce. The GitLab client only reports
-//! what happened on the wire ([`Posted`]); [`Outcome::from_post`] decides
-//! what that means. Nothing here does I/O: callers write the results.
+//! what happened on the wire ([`Posted`]); [`Posting::classify`] is the one
+//! place that reads an HTTP status and decides what it means, for the
+//! message and for the guards, readiness and metrics that read the record.
+//! Nothing here does I/O.
 
 use crate::gitlab::Posted;
-use crate::mailbox::MailboxKind;
-use crate::log::printable;
 use crate::reply::*;
 use std::time::Duration;
+
+pub mod table;
 
 /// sysexits.h: successful termination.
 pub const EX_OK: u8 = 0;
@@ -25,11 +28,12 @@ pub const EX_TEMPFAIL: u8 = 75;
 /// The result of delivering to one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// GitLab answered 200: the message is queued in GitLab.
+    /// GitLab answered 2xx: the message is queued in GitLab.
     Delivered,
     /// The recipient is no GitLab address, or its key fits no GitLab shape.
     UnknownRecipient,
-    /// The message is larger than `max_message_size`.
+    /// The message is larger than `max_message_size`: at `MAIL SIZE=`,
+    /// after the message, or in pipe mode, one outcome and one log form.
     TooLarge,
     /// GitLab answered 400: the message is too large for its job queue.
     RejectedAsTooLarge,
@@ -93,6 +97,16 @@ pub enum Temporary {
     BreakerOpen(u64),
 }
 
+/// The `decision` label of `gitlab_mailgate_guard_decisions_total`: every
+/// outcome a guard decides without asking GitLab, in this order.
+pub const GUARD_DECISIONS: [&str; 5] = [
+    "null_sender",
+    "auto_submitted",
+    "loop",
+    "no_slot",
+    "breaker_open",
+];
+
 impl Outcome {
     /// The LMTP reply for this recipient; everything else derives from it.
     pub fn reply(&self) -> Reply {
@@ -152,8 +166,9 @@ impl Outcome {
         }
     }
 
-    /// Postfix's word for it in log lines: `sent`, `deferred` or `bounced`;
-    /// ours for a message not posted on purpose: `discarded`.
+    /// Postfix's word for it in log lines and the `status` label: `sent`,
+    /// `deferred` or `bounced`; ours for a message not posted on purpose:
+    /// `discarded`.
     pub fn status_word(&self) -> &'static str {
         if let Outcome::Discarded(_) = self {
             return "discarded";
@@ -165,6 +180,28 @@ impl Outcome {
         }
     }
 
+    /// The `class` label: the class digit of the reply's enhanced code.
+    pub fn class_label(&self) -> &'static str {
+        match self.reply().code / 100 {
+            2 => "2",
+            4 => "4",
+            _ => "5",
+        }
+    }
+
+    /// The `decision` label when a guard decided this without GitLab.
+    pub fn guard_decision(&self) -> Option<&'static str> {
+        let index = match self {
+            Outcome::Discarded(Discard::NullSender) => 0,
+            Outcome::Discarded(Discard::AutoSubmitted) => 1,
+            Outcome::Temporary(Temporary::Loop) => 2,
+            Outcome::Temporary(Temporary::NoSlot) => 3,
+            Outcome::Temporary(Temporary::BreakerOpen(_)) => 4,
+            _ => return None,
+        };
+        Some(GUARD_DECISIONS[index])
+    }
+
     /// The DSN line `pipe(8)` reads from our first output (`4.4.1 text`,
     /// no newline); `None` for exit status 0, which has nothing to explain.
     pub fn dsn(&self) -> Option<String> {
@@ -172,27 +209,6 @@ impl Outcome {
             let reply = self.reply();
             format!("{} {}", reply.status().unwrap_or_default(), reply.text)
         })
-    }
-
-    /// Maps what happened to a POST to GitLab (the table's GitLab column):
-    /// only a 2xx delivers and only a 400 bounces; everything else is
-    /// retried, since it says nothing final about the message.
-    pub fn from_post(posted: Posted) -> Outcome {
-        let temp = Outcome::Temporary;
-        match posted {
-            Posted::Status(200..=299) => Outcome::Delivered,
-            Posted::Status(400) => Outcome::RejectedAsTooLarge,
-            Posted::Status(s @ (401 | 403)) => temp(Temporary::NotAuthorized(s)),
-            Posted::Status(404) => temp(Temporary::NotFound),
-            Posted::Status(429) | Posted::Throttled { status: 429, .. } => {
-                temp(Temporary::RateLimited)
-            }
-            Posted::Throttled { status, .. } => temp(Temporary::Status(status)),
-            Posted::Status(s) => temp(Temporary::Status(s)),
-            Posted::Unreachable(e) => temp(Temporary::Unreachable(e)),
-            Posted::Lost(e) => temp(Temporary::ConnectionLost(e)),
-            Posted::Local(e) => temp(Temporary::Local(e)),
-        }
     }
 
     /// The one outcome that stands for several recipients in a single
@@ -208,238 +224,181 @@ impl Outcome {
     }
 }
 
-/// What the log line of a message handed to GitLab says besides the
-/// recipient and the outcome.
-#[derive(Debug, Clone, Copy)]
-pub struct Handed<'a> {
-    /// Postfix's queue id from the message's `Received:` header, if any.
-    pub queue_id: Option<&'a str>,
-    /// The mailbox it was posted to.
-    pub mailbox: MailboxKind,
-    /// The key GitLab will find in the posted message, if any.
-    pub key: Option<&'a str>,
-    /// The message size in bytes, as received.
-    pub size: usize,
-    /// Time from receiving the message to GitLab's answer.
-    pub delay: Duration,
-    /// The `Message-ID:`, if any.
-    pub message_id: Option<&'a str>,
+/// What one post says about GitLab's health, for the circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// GitLab took the message (or answered for good, e.g. 400).
+    Healthy,
+    /// A temporary failure that more posts would only make worse: 5xx,
+    /// 429, unreachable, timeout.
+    Failing,
+    /// GitLab answered, but not about its health (401, 404, a local
+    /// error): counts neither way, though a probe's answer closes.
+    Neutral,
 }
 
-/// The one log line per recipient, in Postfix's `name=value` style. Without
-/// `handed` (refused at `RCPT`, oversize, deadline) it is the short
-/// `to=<…>, status=deferred (451 4.4.7 …)`; with it, the delivery line
-/// `{queue_id}: to=<…>, mailbox=…, key=…, status=… (…), size=…, delay=…ms,
-/// message-id=<…>`. Text from the network is made [`printable`] here.
-pub fn log_line(recipient: &str, outcome: &Outcome, handed: Option<&Handed>) -> String {
-    let to = printable(recipient);
-    let status = match outcome {
-        Outcome::Discarded(why) => format!("status=discarded ({})", why.reason()),
-        _ => format!("status={} ({})", outcome.status_word(), outcome.reply()),
-    };
-    let Some(h) = handed else {
-        return format!("to=<{to}>, {status}");
-    };
-    format!(
-        "{}: to=<{to}>, mailbox={}, key={}, {status}, size={}, delay={}ms, message-id=<{}>",
-        h.queue_id.unwrap_or("-"),
-        h.mailbox.name(),
-        h.key.map_or_else(|| "-".to_string(), printable),
-        h.size,
-        h.delay.as_millis(),
-        h.message_id.map(printable).unwrap_or_default(),
-    )
+/// What one post or probe says for `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Nothing about GitLab (our own secret failed): readiness unchanged.
+    Unchanged,
+    /// GitLab answers.
+    Answering,
+    /// GitLab is failing; the reason, for `/readyz`'s body.
+    Failing(String),
 }
 
-/// The one line per message, before its recipients' lines, as Postfix
-/// writes for a queue file: `from=<sender>, size=…, nrcpt=…`.
-pub fn message_line(sender: &str, size: usize, recipients: usize) -> String {
-    format!(
-        "from=<{}>, size={size}, nrcpt={recipients}",
-        printable(sender)
-    )
+/// How a post ended on the wire, for the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wire {
+    /// Answered: the `code` label of `gitlab_responses_total`.
+    Answered(String),
+    /// No answer: the `kind` label of `gitlab_transport_errors_total`.
+    NoAnswer(&'static str),
+}
+
+/// One post to GitLab, classified once: every column its readers need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posting {
+    /// What it means for the message.
+    pub outcome: Outcome,
+    /// What it means for the circuit breaker.
+    pub verdict: Verdict,
+    /// How long GitLab asked us to wait (`Retry-After` on 429 or 503).
+    pub retry_after: Option<Duration>,
+    /// What it means for readiness.
+    pub readiness: Readiness,
+    /// The metrics' view of the wire.
+    pub wire: Wire,
+}
+
+impl Posting {
+    /// The one reading of what a POST got (the table's GitLab column):
+    /// only a 2xx delivers and only a 400 bounces; everything else is
+    /// retried, since it says nothing final about the message.
+    pub fn classify(posted: Posted) -> Posting {
+        let temp = Outcome::Temporary;
+        let (outcome, verdict, retry_after, wire) = match posted {
+            Posted::Answer {
+                status,
+                retry_after,
+            } => {
+                let (outcome, verdict) = match status {
+                    200..=299 => (Outcome::Delivered, Verdict::Healthy),
+                    400 => (Outcome::RejectedAsTooLarge, Verdict::Healthy),
+                    401 | 403 => (temp(Temporary::NotAuthorized(status)), Verdict::Neutral),
+                    404 => (temp(Temporary::NotFound), Verdict::Neutral),
+                    429 => (temp(Temporary::RateLimited), Verdict::Failing),
+                    500..=599 => (temp(Temporary::Status(status)), Verdict::Failing),
+                    _ => (temp(Temporary::Status(status)), Verdict::Neutral),
+                };
+                let retry_after = retry_after.filter(|_| matches!(status, 429 | 503));
+                (
+                    outcome,
+                    verdict,
+                    retry_after,
+                    Wire::Answered(status.to_string()),
+                )
+            }
+            Posted::Unreachable(e) => (
+                temp(Temporary::Unreachable(e)),
+                Verdict::Failing,
+                None,
+                Wire::NoAnswer("unreachable"),
+            ),
+            Posted::Lost(e) => (
+                temp(Temporary::ConnectionLost(e)),
+                Verdict::Failing,
+                None,
+                Wire::NoAnswer("lost"),
+            ),
+            Posted::Local(e) => (
+                temp(Temporary::Local(e)),
+                Verdict::Neutral,
+                None,
+                Wire::NoAnswer("local"),
+            ),
+        };
+        let readiness = match (&wire, &outcome) {
+            (Wire::NoAnswer("local"), _) => Readiness::Unchanged,
+            (_, Outcome::Temporary(_)) => Readiness::Failing(failing(&outcome)),
+            _ => Readiness::Answering,
+        };
+        Posting {
+            outcome,
+            verdict,
+            retry_after,
+            readiness,
+            wire,
+        }
+    }
+}
+
+fn failing(outcome: &Outcome) -> String {
+    format!("GitLab is failing: {}", outcome.reply().text)
+}
+
+/// What GitLab's answer to a probe (a post with a deliberately invalid
+/// token, which it answers 401) says, for `check` and for readiness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// GitLab (or something in its place) answered at all.
+    pub answered: bool,
+    /// The route to the API exists.
+    pub route_exists: bool,
+    /// `check`'s words for it, after the endpoint.
+    pub text: String,
+    /// What it means for readiness.
+    pub readiness: Readiness,
+}
+
+impl Probe {
+    /// Classifies the answer to a probe.
+    pub fn classify(posted: Posted) -> Probe {
+        let status = match posted {
+            Posted::Answer { status: 401, .. } => {
+                return Probe {
+                    answered: true,
+                    route_exists: true,
+                    text: " answers 401 to an invalid token: the route exists".into(),
+                    readiness: Readiness::Answering,
+                }
+            }
+            Posted::Answer { status, .. } => status,
+            Posted::Unreachable(e) | Posted::Lost(e) | Posted::Local(e) => {
+                return Probe {
+                    answered: false,
+                    route_exists: false,
+                    text: format!(": cannot reach GitLab: {e}"),
+                    readiness: Readiness::Failing(format!(
+                        "GitLab is failing: cannot reach GitLab: {e}"
+                    )),
+                }
+            }
+        };
+        let text = match status {
+            404 => " answers 404: check [gitlab] url, or GitLab is too old for this API".into(),
+            s => format!(
+                " answers {s} to an invalid token, expected 401: check [gitlab] url and proxies"
+            ),
+        };
+        let readiness = match Posting::classify(Posted::Answer {
+            status,
+            retry_after: None,
+        })
+        .readiness
+        {
+            Readiness::Failing(why) => Readiness::Failing(why),
+            _ => Readiness::Answering,
+        };
+        Probe {
+            answered: true,
+            route_exists: false,
+            text,
+            readiness,
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(o: &Outcome) -> (u16, String, u8, &'static str) {
-        let r = o.reply();
-        (
-            r.code,
-            r.status().unwrap_or_default(),
-            o.exit_code(),
-            o.status_word(),
-        )
-    }
-
-    fn from_gitlab_status(status: u16) -> Outcome {
-        Outcome::from_post(Posted::Status(status))
-    }
-
-    #[test]
-    fn the_outcome_table() {
-        let t = |s| Outcome::Temporary(s);
-        let cases = [
-            (
-                Outcome::from_post(Posted::Unreachable("refused".into())),
-                (451, "4.4.1", 75, "deferred"),
-            ),
-            (
-                Outcome::from_post(Posted::Lost("timeout".into())),
-                (451, "4.4.2", 75, "deferred"),
-            ),
-            (
-                Outcome::from_post(Posted::Local("unreadable".into())),
-                (451, "4.3.5", 75, "deferred"),
-            ),
-            (t(Temporary::BadCommandLine), (451, "4.3.5", 75, "deferred")),
-            (from_gitlab_status(200), (250, "2.0.0", 0, "sent")),
-            (from_gitlab_status(400), (552, "5.3.4", 69, "bounced")),
-            (from_gitlab_status(401), (451, "4.7.0", 75, "deferred")),
-            (from_gitlab_status(403), (451, "4.7.0", 75, "deferred")),
-            (from_gitlab_status(404), (451, "4.3.5", 75, "deferred")),
-            (from_gitlab_status(500), (451, "4.3.0", 75, "deferred")),
-            (from_gitlab_status(502), (451, "4.3.0", 75, "deferred")),
-            (from_gitlab_status(302), (451, "4.3.0", 75, "deferred")),
-            (
-                t(Temporary::Unreachable("refused".into())),
-                (451, "4.4.1", 75, "deferred"),
-            ),
-            (
-                t(Temporary::ConnectionLost("timeout".into())),
-                (451, "4.4.2", 75, "deferred"),
-            ),
-            (
-                t(Temporary::Local("x".into())),
-                (451, "4.3.5", 75, "deferred"),
-            ),
-            (t(Temporary::Deadline), (451, "4.4.7", 75, "deferred")),
-            (Outcome::UnknownRecipient, (550, "5.1.1", 67, "bounced")),
-            (Outcome::TooLarge, (552, "5.3.4", 69, "bounced")),
-            // Issue 13's rows: the guards and GitLab's rate limit.
-            (from_gitlab_status(429), (451, "4.4.5", 75, "deferred")),
-            (
-                Outcome::from_post(Posted::Throttled {
-                    status: 429,
-                    retry_after: Some(Duration::from_secs(9)),
-                }),
-                (451, "4.4.5", 75, "deferred"),
-            ),
-            (
-                Outcome::from_post(Posted::Throttled {
-                    status: 503,
-                    retry_after: None,
-                }),
-                (451, "4.3.0", 75, "deferred"),
-            ),
-            (t(Temporary::Loop), (451, "4.7.1", 75, "deferred")),
-            (t(Temporary::NoSlot), (451, "4.3.2", 75, "deferred")),
-            (t(Temporary::BreakerOpen(5)), (451, "4.3.0", 75, "deferred")),
-            (
-                Outcome::Discarded(Discard::NullSender),
-                (550, "5.7.1", 0, "discarded"),
-            ),
-            (
-                Outcome::Discarded(Discard::AutoSubmitted),
-                (250, "2.0.0", 0, "discarded"),
-            ),
-        ];
-        for (outcome, (code, enhanced, exit, word)) in cases {
-            assert_eq!(
-                row(&outcome),
-                (code, enhanced.to_string(), exit, word),
-                "{outcome:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn reply_class_agrees_with_exit_class() {
-        for o in [
-            Outcome::Delivered,
-            Outcome::UnknownRecipient,
-            Outcome::TooLarge,
-            Outcome::Temporary(Temporary::NotFound),
-        ] {
-            assert_eq!(o.reply().code / 100 == 4, o.exit_code() == EX_TEMPFAIL);
-        }
-    }
-
-    #[test]
-    fn dsn_is_enhanced_code_and_text() {
-        assert_eq!(Outcome::Delivered.dsn(), None);
-        assert_eq!(
-            Outcome::Temporary(Temporary::BadCommandLine).dsn().unwrap(),
-            "4.3.5 gitlab-mailgate: bad command line (see master.cf)"
-        );
-        assert_eq!(
-            Outcome::UnknownRecipient.dsn().unwrap(),
-            "5.1.1 no such GitLab address"
-        );
-    }
-
-    #[test]
-    fn log_lines_short_and_full() {
-        let o = Outcome::Temporary(Temporary::Deadline);
-        assert_eq!(
-            log_line("a\nb@x", &o, None),
-            "to=<a\\nb@x>, status=deferred (451 4.4.7 delivery deadline passed)"
-        );
-        let h = Handed {
-            queue_id: None,
-            mailbox: MailboxKind::ServiceDesk,
-            key: Some("k\r"),
-            size: 12,
-            delay: Duration::from_millis(7),
-            message_id: Some("id@x"),
-        };
-        assert_eq!(
-            log_line("r@x", &Outcome::Delivered, Some(&h)),
-            "-: to=<r@x>, mailbox=service_desk_email, key=k\\r, status=sent (250 2.0.0 delivered to GitLab), \
-             size=12, delay=7ms, message-id=<id@x>"
-        );
-    }
-
-    #[test]
-    fn discarded_messages_have_no_dsn_and_say_why_in_the_log() {
-        let auto = Outcome::Discarded(Discard::AutoSubmitted);
-        assert_eq!(auto.dsn(), None);
-        assert_eq!(Outcome::Discarded(Discard::NullSender).dsn(), None);
-        assert_eq!(
-            log_line("r@x", &auto, None),
-            "to=<r@x>, status=discarded (auto-submitted)"
-        );
-        let t = |s| Outcome::Temporary(s).reply().text.into_owned();
-        for text in [
-            t(Temporary::Loop),
-            t(Temporary::NoSlot),
-            t(Temporary::BreakerOpen(3)),
-        ] {
-            assert!(text.contains("not posted to GitLab"), "{text}");
-        }
-    }
-
-    #[test]
-    fn combine_prefers_temporary_then_permanent() {
-        let temp = Outcome::Temporary(super::Temporary::Status(500));
-        use Outcome::*;
-        assert_eq!(
-            Outcome::combine(&[Delivered, UnknownRecipient, temp.clone()]),
-            temp
-        );
-        assert_eq!(Outcome::combine(&[Delivered, TooLarge]), TooLarge);
-        assert_eq!(Outcome::combine(&[Delivered, Delivered]), Delivered);
-        let discarded = Discarded(Discard::NullSender);
-        assert_eq!(Outcome::combine(&[discarded.clone(), Delivered]), Delivered);
-        assert_eq!(
-            Outcome::combine(std::slice::from_ref(&discarded)),
-            discarded
-        );
-        assert_eq!(
-            Outcome::combine(&[discarded, UnknownRecipient]),
-            UnknownRecipient
-        );
-    }
-}
+mod tests;

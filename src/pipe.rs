@@ -9,28 +9,36 @@
 
 use crate::config::Config;
 use crate::deliver::Deliverer;
-use crate::log;
-use crate::outcome::{log_line, message_line, Outcome, Temporary};
+use crate::log::Log;
+use crate::observe::Observer;
+use crate::outcome::{Outcome, Temporary};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Guards the single final report: whoever writes it first (the delivery
-/// or the deadline watchdog) exits the process.
-static FINISHED: Mutex<bool> = Mutex::new(false);
+/// The single final report: whoever writes it first (the delivery or the
+/// deadline watchdog) exits the process.
+#[derive(Clone)]
+struct Finish {
+    done: Arc<Mutex<bool>>,
+    log: Log,
+}
 
 /// Runs pipe mode and returns the sysexits status.
 pub fn run(config_path: &Path, sender: Option<&str>, recipients: &[String]) -> ExitCode {
-    log::hold();
-    std::panic::set_hook(Box::new(|info| {
-        log::error(&format!("internal error: {info}"));
-    }));
+    let log = Log::held();
+    log.on_panic();
+    let finish = Finish {
+        done: Arc::default(),
+        log: log.clone(),
+    };
     let received = Instant::now();
-    let outcome = std::panic::catch_unwind(|| deliver(config_path, sender, recipients, received))
-        .unwrap_or_else(|_| Outcome::Temporary(Temporary::Local("internal error".into())));
-    ExitCode::from(finish(&outcome))
+    let outcome =
+        std::panic::catch_unwind(|| deliver(config_path, sender, recipients, received, &finish))
+            .unwrap_or_else(|_| Outcome::Temporary(Temporary::Local("internal error".into())));
+    ExitCode::from(finish.exit(&outcome))
 }
 
 fn deliver(
@@ -38,20 +46,28 @@ fn deliver(
     sender: Option<&str>,
     recipients: &[String],
     received: Instant,
+    finish: &Finish,
 ) -> Outcome {
+    let log = &finish.log;
     let config = match Config::load(config_path) {
         Ok(c) => Arc::new(c),
         Err(e) => {
-            log::error(&e.to_string());
+            log.error(&e.to_string());
             return Outcome::Temporary(Temporary::Local("configuration error, see the log".into()));
         }
     };
-    log::init(&config.log_target);
-    start_watchdog(config.pipe_deadline, recipients.to_vec());
-    let deliverer = match Deliverer::new(config.clone()) {
+    log.to(&config.log_target);
+    let observer = Observer::new(log.clone());
+    start_watchdog(
+        config.pipe_deadline,
+        recipients.to_vec(),
+        observer.clone(),
+        finish.clone(),
+    );
+    let deliverer = match Deliverer::new(config.clone(), observer.clone()) {
         Ok(d) => d,
         Err(e) => {
-            log::error(&e);
+            log.error(&e);
             return Outcome::Temporary(Temporary::Local(e));
         }
     };
@@ -69,21 +85,14 @@ fn deliver(
         // Read the rest so Postfix sees us take the whole message, then refuse it.
         let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
     }
-    log::info(&message_line(
-        sender.unwrap_or(""),
-        message.len(),
-        recipients.len(),
-    ));
+    observer.message(sender.unwrap_or(""), message.len(), recipients.len());
 
     let mut outcomes = Vec::with_capacity(recipients.len());
     let mut routes = Vec::with_capacity(recipients.len());
     for r in recipients {
         match deliverer.route(sender, r) {
             Ok(route) => routes.push(route),
-            Err(o) => {
-                log::info(&log_line(r, &o, None));
-                outcomes.push(o);
-            }
+            Err(o) => outcomes.push(o),
         }
     }
     let from = sender.unwrap_or_default();
@@ -93,32 +102,34 @@ fn deliver(
 
 /// Exits with a deferral when the delivery takes longer than `deadline`.
 /// Postfix then defers every recipient of this run, so each is logged so.
-fn start_watchdog(deadline: Duration, recipients: Vec<String>) {
+fn start_watchdog(deadline: Duration, recipients: Vec<String>, observer: Observer, finish: Finish) {
     std::thread::spawn(move || {
         std::thread::sleep(deadline);
         let outcome = Outcome::Temporary(Temporary::Deadline);
         for r in &recipients {
-            log::warn(&log_line(r, &outcome, None));
+            observer.deferred(r, &outcome);
         }
-        std::process::exit(finish(&outcome).into());
+        std::process::exit(finish.exit(&outcome).into());
     });
 }
 
-/// Writes the DSN line (not for success) and the held log lines, once;
-/// returns the exit status. A second caller waits forever: the first one
-/// is about to exit the process.
-fn finish(outcome: &Outcome) -> u8 {
-    let mut finished = FINISHED.lock().unwrap_or_else(|p| p.into_inner());
-    if *finished {
-        drop(finished);
-        loop {
-            std::thread::park();
+impl Finish {
+    /// Writes the DSN line (not for success) and the held log lines, once;
+    /// returns the exit status. A second caller waits forever: the first
+    /// one is about to exit the process.
+    fn exit(&self, outcome: &Outcome) -> u8 {
+        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        if *done {
+            drop(done);
+            loop {
+                std::thread::park();
+            }
         }
+        *done = true;
+        write_dsn(outcome);
+        self.log.release_held();
+        outcome.exit_code()
     }
-    *finished = true;
-    write_dsn(outcome);
-    log::release_held();
-    outcome.exit_code()
 }
 
 /// `pipe(8)` ran us with arguments clap cannot parse: a broken master.cf

@@ -1,7 +1,9 @@
 //! A short run of every fuzz target (the long runs are `examples/fuzz.rs`
 //! and `fuzz/`): no generated input may panic.
 
-use gitlab_mailgate::fuzzing::{run, TARGETS};
+#[path = "../fuzz/generate.rs"]
+mod generate;
+use generate::{run, TARGETS};
 
 #[test]
 fn no_generated_input_panics() {

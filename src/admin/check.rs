@@ -8,18 +8,21 @@
 //! never prints a secret, a private key or a token.
 
 use crate::config::Config;
-use crate::mailbox::Mailbox;
 use crate::gitlab::{Client, IAT_BACKDATE_SECS};
 use crate::jwt::{Credential, Signer};
-use std::fmt::Display;
+use crate::mailbox::Mailbox;
+use crate::outcome::Probe;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 mod public_keys;
+mod replies;
+mod report;
 mod route;
 mod send_test;
+use report::Report;
 pub use route::RouteOptions;
 
 /// Clock skew above this is a warning: half of what tokens tolerate.
@@ -29,24 +32,6 @@ const WARN_SKEW_SECS: i64 = 60;
 /// [`IAT_BACKDATE_SECS`] (150 s) either way; the rest is margin for the
 /// clocks drifting further apart.
 const FAIL_SKEW_SECS: i64 = 120;
-
-#[derive(Default)]
-struct Report {
-    failed: bool,
-}
-
-impl Report {
-    fn ok(&mut self, what: impl Display) {
-        println!("ok    {what}");
-    }
-    fn warn(&mut self, what: impl Display) {
-        println!("warn  {what}");
-    }
-    fn fail(&mut self, what: impl Display) {
-        println!("FAIL  {what}");
-        self.failed = true;
-    }
-}
 
 /// Runs every check against the configuration at `path`, and the Postfix
 /// route as `route` says.
@@ -62,7 +47,7 @@ pub fn run(path: &Path, route: &RouteOptions) -> ExitCode {
                     config.gitlab.url
                 ));
             }
-            report.ok(crate::http::describe(&config));
+            report.ok(crate::http::describe(&config.http));
             for mailbox in &config.mailboxes {
                 check_credential(&mut report, mailbox);
                 check_domain(&mut report, &config, mailbox);
@@ -145,23 +130,14 @@ fn check_gitlab(report: &mut Report, config: &Config) {
     for mailbox in &config.mailboxes {
         let endpoint = client.endpoint(mailbox.kind);
         let before = now();
-        let (status, date) = match client.probe(mailbox.kind) {
-            Ok(answer) => answer,
-            Err(e) => {
-                report.fail(format_args!("{endpoint}: cannot reach GitLab: {e}"));
-                continue;
-            }
-        };
-        match status {
-            401 => report.ok(format_args!(
-                "{endpoint} answers 401 to an invalid token: the route exists"
-            )),
-            404 => report.fail(format_args!(
-                "{endpoint} answers 404: check [gitlab] url, or GitLab is too old for this API"
-            )),
-            s => report.fail(format_args!(
-                "{endpoint} answers {s} to an invalid token, expected 401: check [gitlab] url and proxies"
-            )),
+        let (posted, date) = client.probe(mailbox.kind);
+        let probe = Probe::classify(posted);
+        match probe.route_exists {
+            true => report.ok(format_args!("{endpoint}{}", probe.text)),
+            false => report.fail(format_args!("{endpoint}{}", probe.text)),
+        }
+        if !probe.answered {
+            continue;
         }
         let after = now();
         match date.as_deref().and_then(parse_http_date) {
@@ -198,43 +174,12 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Parses an HTTP IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) to Unix time.
-pub fn parse_http_date(s: &str) -> Option<i64> {
-    let mut parts = s.split_whitespace().skip(1);
-    let day: i64 = parts.next()?.parse().ok()?;
-    let month = match parts.next()? {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let year: i64 = parts.next()?.parse().ok()?;
-    let mut hms = parts.next()?.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
-    if parts.next()? != "GMT" {
-        return None;
-    }
-    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + sec)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`) as Unix time.
+fn parse_http_date(s: &str) -> Option<i64> {
+    let at = httpdate::parse_http_date(s).ok()?;
+    at.duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@
 //! administrator applies them: GitLab first, then this host. The private
 //! key is never printed.
 
-use crate::mailbox::MailboxKind;
 use crate::es256::SigningKey;
+use crate::mailbox::MailboxKind;
 use std::ffi::CString;
 use std::fs::{self, OpenOptions};
 use std::io::Write;

@@ -11,9 +11,9 @@
 
 use crate::admin::access::{group_name, SERVICE_USER};
 use crate::admin::check::{self, RouteOptions};
-use crate::config::Config;
-use crate::config::gitlab_yml::{GitlabYml, OMNIBUS_PATH, SOURCE_PATH};
 use crate::admin::postfix_conf::{self, Postfix, Wanted};
+use crate::config::gitlab_yml::{GitlabYml, OMNIBUS_PATH, SOURCE_PATH};
+use crate::config::Config;
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};

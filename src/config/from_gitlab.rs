@@ -9,7 +9,9 @@
 //! an address without `%{key}`, mail_room still reading a mailbox, a file
 //! this user cannot read) is refused with the fix in the message.
 
-use super::{ConfigError, RawConfig, RawMailbox};
+use super::error::ConfigError;
+use super::mailboxes::RawMailbox;
+use super::raw::RawConfig;
 use crate::config::gitlab_yml::GitlabYml;
 use crate::mailbox::MailboxKind as Kind;
 use std::ops::Range;

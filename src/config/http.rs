@@ -1,17 +1,10 @@
-//! The `[http]` section: where `serve` answers `/livez`, `/readyz` and
-//! `/metrics`. Off unless `listen` is set; TCP only.
+//! The `[http]` section's checker (the settings are `http::Settings`).
 
+use crate::http::Settings as Http;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::ops::Range;
 use toml::Spanned;
-
-/// The checked `[http]` section.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Http {
-    /// The address to listen on; `None`: no HTTP listener.
-    pub listen: Option<SocketAddr>,
-}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

@@ -3,6 +3,8 @@
 //! line and column of the offending value, and what to change.
 
 use super::*;
+use crate::address::Template;
+use crate::jwt::Credential;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicU32, Ordering};

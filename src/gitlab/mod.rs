@@ -7,7 +7,6 @@
 //! that means for the message (sent, deferred, bounced) is decided by
 //! `outcome`, not here.
 
-use crate::config::Gitlab as GitlabConfig;
 use crate::jwt::{self, Credential, Signer};
 use crate::mailbox::MailboxKind;
 use std::io::Read;
@@ -17,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 mod resolver;
+mod retry_after;
 
 /// Idle connections to GitLab kept for reuse.
 const MAX_IDLE: usize = 64;
@@ -43,17 +43,30 @@ pub const SECRET_TTL: Duration = Duration::from_secs(10);
 /// The middle, 150, tolerates 150 s either way: `check` fails above 120.
 pub const IAT_BACKDATE_SECS: u64 = 150;
 
-/// What happened to one POST, as seen on the wire.
+/// The `[gitlab]` settings: where and how to reach GitLab.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Base URL without a trailing `/`.
+    pub url: String,
+    /// GitLab's external host name, for `References: <reply-KEY@host>`.
+    pub host: String,
+    /// Limit for one whole request.
+    pub timeout: Duration,
+    /// Extra CA certificates (PEM) trusted for https.
+    pub ca_file: Option<PathBuf>,
+    /// GitLab's `gitlab.yml`, when settings were read from it.
+    pub config_file: Option<PathBuf>,
+}
+
+/// What happened to one POST, as seen on the wire; what it means is
+/// `outcome`'s to say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Posted {
-    /// GitLab answered with this HTTP status.
-    Status(u16),
-    /// GitLab (or its proxy) answered 429 or 503 with a `Retry-After`:
-    /// how long it asks us to wait.
-    Throttled {
-        /// 429 or 503.
+    /// GitLab (or something in front of it) answered.
+    Answer {
+        /// The HTTP status.
         status: u16,
-        /// The wait asked for; `None` when the header was unreadable.
+        /// Its `Retry-After`, when present and readable.
         retry_after: Option<Duration>,
     },
     /// GitLab could not be reached: refused, no route, DNS, TLS handshake.
@@ -80,7 +93,7 @@ pub struct Client {
 
 impl Client {
     /// Builds the HTTP agent: timeouts, no redirects, trusted CAs.
-    pub fn new(config: &GitlabConfig) -> Result<Client, String> {
+    pub fn new(config: &Settings) -> Result<Client, String> {
         // Reading and parsing the CA bundle costs milliseconds per pipe-mode run:
         // only pay for it when TLS is used.
         let roots = if config.url.starts_with("https://") {
@@ -159,18 +172,13 @@ impl Client {
                     .with_config()
                     .limit(64 * 1024)
                     .read_to_vec();
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .map(|v| crate::guard::retry_after(v, SystemTime::now()));
-                match (status, retry_after) {
-                    (429 | 503, Some(retry_after)) => Posted::Throttled {
-                        status,
-                        retry_after,
-                    },
-                    _ => Posted::Status(status),
+                Posted::Answer {
+                    status: response.status().as_u16(),
+                    retry_after: response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| retry_after::parse(v, SystemTime::now())),
                 }
             }
             Err(e) => transport_error(&e),
@@ -193,22 +201,31 @@ impl Client {
         Ok(signer)
     }
 
-    /// Posts with a deliberately invalid token and returns GitLab's status:
-    /// `401` proves the route exists without creating anything.
-    pub fn probe(&self, mailbox: MailboxKind) -> Result<(u16, Option<String>), String> {
-        let response = self
+    /// Posts with a deliberately invalid token: GitLab's 401 proves the
+    /// route exists without creating anything (`outcome::Probe` reads
+    /// it). Also returns the answer's `Date`, for the clock check.
+    pub fn probe(&self, mailbox: MailboxKind) -> (Posted, Option<String>) {
+        let result = self
             .agent
             .post(self.endpoint(mailbox))
             .header(AUTH_HEADER, "invalid")
             .content_type("text/plain")
-            .send("")
-            .map_err(|e| describe(&e))?;
-        let date = response
-            .headers()
-            .get("date")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        Ok((response.status().as_u16(), date))
+            .send("");
+        match result {
+            Ok(response) => {
+                let date = response
+                    .headers()
+                    .get("date")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let posted = Posted::Answer {
+                    status: response.status().as_u16(),
+                    retry_after: None,
+                };
+                (posted, date)
+            }
+            Err(e) => (transport_error(&e), None),
+        }
     }
 }
 

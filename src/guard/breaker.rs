@@ -9,23 +9,11 @@
 //! its success closes the breaker, its failure opens it again for twice as
 //! long. It knows nothing of HTTP: [`Verdict`] says what a post meant.
 
+use crate::outcome::Verdict;
 use std::time::{Duration, Instant};
 
 /// The first cool-down after the breaker opens.
 pub const FIRST_COOLDOWN: Duration = Duration::from_secs(5);
-
-/// What one post says about GitLab's health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// GitLab took the message (or answered for good, e.g. 400).
-    Healthy,
-    /// A temporary failure that more posts would only make worse: 5xx,
-    /// 429, unreachable, timeout.
-    Failing,
-    /// GitLab answered, but not about its health (401, 404, a local
-    /// error): counts neither way, though a probe's answer closes.
-    Neutral,
-}
 
 /// What the breaker lets a post do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,9 +14,11 @@
 //!   nothing is posted (451 4.3.0 at once) until a cool-down has passed and
 //!   one probe got through ([`breaker`]).
 //!
-//! Every decision taken without asking GitLab goes through [`decided`]
-//! (the one place to count them) and ends as an [`Outcome`] whose log line
-//! says so. Pipe mode runs one process per message: it has the same
+//! Every decision taken without asking GitLab ends as an [`Outcome`]
+//! whose log line says so and whose metrics label (`guard_decision`) counts
+//! it; the guards read what GitLab said only as `outcome` classified it
+//! ([`Posting`]). Breaker changes are returned, for the caller to log.
+//! Pipe mode runs one process per message: it has the same
 //! checks but no memory across messages, so no loop breaker.
 
 pub mod breaker;
@@ -24,69 +26,15 @@ mod loops;
 mod settings;
 mod slots;
 
-use crate::gitlab::Posted;
-use crate::log;
 use crate::message::Headers;
-use crate::outcome::{Discard, Outcome, Temporary};
-use breaker::{Admit, Breaker, Change, Verdict};
+use crate::outcome::{Discard, Outcome, Posting, Temporary};
+pub use breaker::Change;
+use breaker::{Admit, Breaker};
 use loops::LoopTable;
 pub use settings::{NullSender, RawSettings, Settings};
 use slots::{Slot, Slots};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
-
-/// A decision a guard took without asking GitLab.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// Mail from the null sender refused (LMTP) or discarded (pipe).
-    NullSender,
-    /// An `Auto-Submitted`/`X-Autoreply: yes` message discarded.
-    AutoSubmitted,
-    /// Deferred: too many messages from this sender to this key.
-    Loop,
-    /// Deferred: no free slot toward GitLab in time.
-    NoSlot,
-    /// Deferred: the circuit breaker is open.
-    BreakerOpen,
-}
-
-impl Decision {
-    /// Every decision, in the order of [`Decision::name`]'s table.
-    pub const ALL: [Decision; 5] = [
-        Decision::NullSender,
-        Decision::AutoSubmitted,
-        Decision::Loop,
-        Decision::NoSlot,
-        Decision::BreakerOpen,
-    ];
-
-    /// A name for logs and metrics labels.
-    pub fn name(self) -> &'static str {
-        match self {
-            Decision::NullSender => "null_sender",
-            Decision::AutoSubmitted => "auto_submitted",
-            Decision::Loop => "loop",
-            Decision::NoSlot => "no_slot",
-            Decision::BreakerOpen => "breaker_open",
-        }
-    }
-}
-
-/// How often each [`Decision`] was taken in this process.
-static COUNTS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
-
-/// The one place every guard decision passes through: counts it, here
-/// and in `gitlab_mailgate_guard_decisions_total`.
-pub fn decided(decision: Decision) {
-    COUNTS[decision as usize].fetch_add(1, Ordering::Relaxed);
-    crate::metrics::guarded(decision.name());
-}
-
-/// How often `decision` was taken in this process so far.
-pub fn count(decision: Decision) -> u64 {
-    COUNTS[decision as usize].load(Ordering::Relaxed)
-}
+use std::time::{Duration, Instant};
 
 /// The guards of one delivery core, shared by all connection threads.
 pub struct Guard {
@@ -103,6 +51,13 @@ pub struct Pass<'a> {
     probe: bool,
     /// The loop breaker's pair and when this post was counted for it.
     counted: Option<(u64, Instant)>,
+}
+
+impl Pass<'_> {
+    /// This post is the breaker's one probe after a cool-down.
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
 }
 
 impl Guard {
@@ -135,7 +90,6 @@ impl Guard {
     pub fn screen_sender(&self, sender: Option<&str>) -> Result<(), Outcome> {
         let null = sender.is_some_and(|s| s.is_empty() || s.eq_ignore_ascii_case("MAILER-DAEMON"));
         if null && self.settings.null_sender == NullSender::Refuse {
-            decided(Decision::NullSender);
             return Err(Outcome::Discarded(Discard::NullSender));
         }
         Ok(())
@@ -144,7 +98,6 @@ impl Guard {
     /// Discards what GitLab would drop unread (see [`auto_submitted`]).
     pub fn screen_message(&self, headers: &Headers) -> Result<(), Outcome> {
         if auto_submitted(headers) {
-            decided(Decision::AutoSubmitted);
             return Err(Outcome::Discarded(Discard::AutoSubmitted));
         }
         Ok(())
@@ -163,7 +116,7 @@ impl Guard {
             let mut table = lock(loops);
             let (pair, now) = (table.pair(sender, key), Instant::now());
             if !table.allows(pair, now) {
-                return deny(Decision::Loop, Temporary::Loop);
+                return Err(Outcome::Temporary(Temporary::Loop));
             }
             table.record(pair, now);
             counted = Some((pair, now));
@@ -180,18 +133,14 @@ impl Guard {
         // An open breaker answers at once, without queueing for a slot
         // that slow posts from before the outage may still hold.
         if let Some(left) = lock(&self.breaker).refusing(Instant::now()) {
-            return deny(Decision::BreakerOpen, Temporary::BreakerOpen(secs(left)));
+            return Err(Outcome::Temporary(Temporary::BreakerOpen(secs(left))));
         }
         let Some(slot) = self.slots.take(self.settings.slot_wait) else {
-            return deny(Decision::NoSlot, Temporary::NoSlot);
+            return Err(Outcome::Temporary(Temporary::NoSlot));
         };
         let admit = lock(&self.breaker).admit(Instant::now());
-        match admit {
-            Admit::Go => {}
-            Admit::Probe => log::info("GitLab circuit breaker half-open: one probe goes through"),
-            Admit::Refuse(left) => {
-                return deny(Decision::BreakerOpen, Temporary::BreakerOpen(secs(left)))
-            }
+        if let Admit::Refuse(left) = admit {
+            return Err(Outcome::Temporary(Temporary::BreakerOpen(secs(left))));
         }
         Ok(Pass {
             _slot: slot,
@@ -207,29 +156,19 @@ impl Guard {
         }
     }
 
-    /// Takes what GitLab did with a post made under `pass`.
-    pub fn finish(&self, pass: Pass<'_>, posted: &Posted) {
-        if !matches!(posted, Posted::Status(200..=299)) {
+    /// Takes what GitLab did with a post made under `pass`; returns a
+    /// change of the breaker's state worth a log line.
+    pub fn finish(&self, pass: Pass<'_>, posting: &Posting) -> Option<Change> {
+        if posting.outcome != Outcome::Delivered {
             self.uncount(pass.counted);
         }
-        let (verdict, retry_after) = verdict(posted);
-        let change = lock(&self.breaker).record(verdict, pass.probe, retry_after, Instant::now());
-        match change {
-            Some(Change::Opened(d)) => log::warn(&format!(
-                "GitLab circuit breaker open: not posting for {} s ({}), answering 451 4.3.0 without asking GitLab",
-                secs(d),
-                if retry_after.is_some() { "GitLab's Retry-After" } else { "temporary failures in a row" }
-            )),
-            Some(Change::Closed) => log::info("GitLab circuit breaker closed: GitLab answers again"),
-            None => {}
-        }
+        lock(&self.breaker).record(
+            posting.verdict,
+            pass.probe,
+            posting.retry_after,
+            Instant::now(),
+        )
     }
-}
-
-/// Counts a decision taken without GitLab and returns its deferral.
-fn deny<T>(decision: Decision, why: Temporary) -> Result<T, Outcome> {
-    decided(decision);
-    Err(Outcome::Temporary(why))
 }
 
 /// Locks `m`, also after a panic elsewhere (the data stays consistent:
@@ -244,18 +183,6 @@ fn secs(d: Duration) -> u64 {
     (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
 
-/// What a post says about GitLab's health, and its `Retry-After`.
-fn verdict(posted: &Posted) -> (Verdict, Option<Duration>) {
-    match posted {
-        Posted::Status(200..=299 | 400) => (Verdict::Healthy, None),
-        Posted::Status(429 | 500..=599) | Posted::Unreachable(_) | Posted::Lost(_) => {
-            (Verdict::Failing, None)
-        }
-        Posted::Throttled { retry_after, .. } => (Verdict::Failing, *retry_after),
-        Posted::Status(_) | Posted::Local(_) => (Verdict::Neutral, None),
-    }
-}
-
 /// What GitLab drops unread (`Gitlab::Email::Receiver`): `Auto-Submitted`
 /// present and not exactly `no`, or `X-Autoreply: yes`. Compared as
 /// GitLab does, case-sensitively after trimming.
@@ -268,58 +195,6 @@ pub fn auto_submitted(headers: &Headers) -> bool {
             .values("X-Autoreply")
             .iter()
             .any(|v| v.trim() == "yes")
-}
-
-/// An HTTP `Retry-After` value (RFC 9110 §10.2.3): delay-seconds or an
-/// IMF-fixdate, as a wait from `now`. `None` when unreadable.
-pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = http_date(value)?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// `Sun, 06 Nov 1994 08:49:37 GMT` (IMF-fixdate, the only form senders
-/// may generate) as a time.
-fn http_date(value: &str) -> Option<SystemTime> {
-    let mut words = value.split_ascii_whitespace();
-    let (_weekday, day, month, year, time, zone) = (
-        words.next()?,
-        words.next()?.parse::<u64>().ok()?,
-        words.next()?,
-        words.next()?.parse::<i64>().ok()?,
-        words.next()?,
-        words.next()?,
-    );
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|m| *m == month)? as i64 + 1;
-    let hms: Vec<u64> = time
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    if zone != "GMT"
-        || hms.len() != 3
-        || !(1..=31).contains(&day)
-        || hms[0] > 23
-        || hms[1] > 59
-        || hms[2] > 60
-    {
-        return None;
-    }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = u64::try_from(days).ok()? * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! activation (`LISTEN_FDS`, used instead of the configured ones), and the
 //! readiness message to systemd (`NOTIFY_SOCKET`). Nothing here speaks LMTP.
 
-use crate::log;
+use crate::log::Log;
 use listenfd::ListenFd;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -236,7 +236,7 @@ fn adopt(fds: &mut ListenFd, i: usize) -> Result<Bound, String> {
 
 /// Tells systemd about a state change (`READY=1`, `STOPPING=1`) when it
 /// asked to be told (sd_notify(3)); does nothing otherwise.
-pub fn notify(state: &str) {
+pub fn notify(state: &str, log: &Log) {
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::net::SocketAddr;
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
@@ -248,6 +248,6 @@ pub fn notify(state: &str) {
     };
     let sent = addr.and_then(|a| UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &a));
     if let Err(e) = sent {
-        log::warn(&format!("cannot tell systemd {state}: {e}"));
+        log.warn(&format!("cannot tell systemd {state}: {e}"));
     }
 }

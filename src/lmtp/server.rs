@@ -14,10 +14,11 @@ use super::listen::{self, Bound, Stream};
 use super::session::{Action, Decision, Limits, Session};
 use crate::config::Config;
 use crate::deliver::Deliverer;
-use crate::log;
-use crate::metrics::{self, Refusal};
-use crate::outcome::message_line;
-use crate::outcome::Outcome;
+use crate::gitlab::Client;
+use crate::health::Health;
+use crate::log::Log;
+use crate::metrics::Metrics;
+use crate::observe::Observer;
 use crate::reply::*;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::collections::VecDeque;
@@ -38,6 +39,7 @@ const DRAIN_MARGIN: Duration = Duration::from_secs(2);
 /// What every connection thread shares.
 struct Server {
     deliverer: Arc<Deliverer>,
+    log: Log,
     hostname: String,
     limits: Limits,
     max_connections: usize,
@@ -68,21 +70,24 @@ pub fn run(config_path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    log::init(&config.log_target);
-    std::panic::set_hook(Box::new(|info| {
-        log::error(&format!("internal error: {info}"));
-    }));
-    match start(config) {
+    let log = Log::default();
+    log.to(&config.log_target);
+    log.on_panic();
+    match start(config, &log) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error(&e);
+            log.error(&e);
             ExitCode::FAILURE
         }
     }
 }
 
-fn start(config: Arc<Config>) -> Result<(), String> {
-    let deliverer = Arc::new(Deliverer::new(config.clone())?.with_loop_breaker());
+fn start(config: Arc<Config>, log: &Log) -> Result<(), String> {
+    let kinds: Vec<_> = config.mailboxes.iter().map(|m| m.kind).collect();
+    let metrics = Arc::new(Metrics::new(&kinds));
+    let health = Arc::new(Health::default());
+    let observer = Observer::new(log.clone()).with(metrics.clone(), health.clone());
+    let deliverer = Arc::new(Deliverer::new(config.clone(), observer)?.with_loop_breaker());
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
         // The first signal sets the flag; one more while stopping exits.
@@ -97,6 +102,7 @@ fn start(config: Arc<Config>) -> Result<(), String> {
             .map_err(|e| format!("{}: cannot set non-blocking: {e}", l.name))?;
     }
     let server = Arc::new(Server {
+        log: log.clone(),
         deliverer,
         hostname: hostname(),
         limits: Limits {
@@ -109,31 +115,36 @@ fn start(config: Arc<Config>) -> Result<(), String> {
         active: AtomicUsize::new(0),
         stopping: OnceLock::new(),
     });
-    crate::http::start(&config)?;
+    if crate::http::start(&config.http, &health, &metrics, log)?.is_some() {
+        let client = Client::new(&config.gitlab)?;
+        health.start(client, config.mailboxes.clone(), log.clone())?;
+    }
     let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
-    log::info(&format!("listening on {}", names.join(", ")));
-    listen::notify("READY=1");
+    log.info(&format!("listening on {}", names.join(", ")));
+    listen::notify("READY=1", log);
 
-    crate::health::set_accepting(true);
+    health.set_accepting(true);
     accept_loop(&listeners, &server, &stop);
-    crate::health::set_accepting(false);
+    health.set_accepting(false);
 
     let since = *server.stopping.get_or_init(Instant::now);
-    listen::notify("STOPPING=1");
+    listen::notify("STOPPING=1", log);
     drop(listeners);
     let busy = server.active.load(Ordering::SeqCst);
-    log::info(&format!("stopping: no new connections, {busy} open"));
+    server
+        .log
+        .info(&format!("stopping: no new connections, {busy} open"));
     while server.active.load(Ordering::SeqCst) > 0 && since.elapsed() < server.grace + DRAIN_MARGIN
     {
         std::thread::sleep(Duration::from_millis(50));
     }
     let left = server.active.load(Ordering::SeqCst);
     if left > 0 {
-        log::warn(&format!(
+        server.log.warn(&format!(
             "{left} connections still busy after shutdown_grace; exiting anyway"
         ));
     }
-    log::info("stopped");
+    server.log.info("stopped");
     Ok(())
 }
 
@@ -168,7 +179,9 @@ fn accept_loop(listeners: &[Bound], server: &Arc<Server>, stop: &AtomicBool) {
                     Err(e) => {
                         // Out of file descriptors and the like: wait a bit
                         // rather than spin on a socket poll keeps flagging.
-                        log::warn(&format!("accept on {}: {e}", listener.name));
+                        server
+                            .log
+                            .warn(&format!("accept on {}: {e}", listener.name));
                         std::thread::sleep(TICK);
                         break;
                     }
@@ -181,11 +194,13 @@ fn accept_loop(listeners: &[Bound], server: &Arc<Server>, stop: &AtomicBool) {
 /// Starts serving `stream` on its own thread, or turns it away.
 fn admit(mut stream: Stream, peer: String, server: &Arc<Server>) {
     if let Err(e) = stream.configure(TICK, server.idle_timeout) {
-        log::warn(&format!("{peer}: {e}"));
+        server.log.warn(&format!("{peer}: {e}"));
         return;
     }
     if server.active.load(Ordering::SeqCst) >= server.max_connections {
-        log::warn(&format!("too many connections, refused {peer}"));
+        server
+            .log
+            .warn(&format!("too many connections, refused {peer}"));
         let _ = stream.configure(TICK, TICK);
         let reply = Reply::new(NOT_AVAILABLE, E_SHUTTING_DOWN, "too many connections");
         let _ = send(&mut stream, &mut line(&reply));
@@ -197,21 +212,26 @@ fn admit(mut stream: Stream, peer: String, server: &Arc<Server>) {
         .name("lmtp".into())
         .spawn(move || serve(stream, &peer, &active.0));
     if let Err(e) = spawned {
-        log::error(&format!("cannot start a connection thread: {e}"));
+        server
+            .log
+            .error(&format!("cannot start a connection thread: {e}"));
     }
 }
 
 /// One connection, from greeting to close.
 fn serve(mut stream: Stream, peer: &str, server: &Server) {
-    let _counted = crate::metrics::connection();
-    log::info(&format!("connect from {peer}"));
+    let _counted = server.deliverer.observer().connection();
+    server.log.info(&format!("connect from {peer}"));
     let messages = converse(&mut stream, peer, server);
-    log::info(&format!("disconnect from {peer} messages={messages}"));
+    server
+        .log
+        .info(&format!("disconnect from {peer} messages={messages}"));
 }
 
 /// Runs the session over `stream`; returns how many messages it took.
 fn converse(stream: &mut Stream, peer: &str, server: &Server) -> usize {
     let deliverer = &server.deliverer;
+    let observer = deliverer.observer();
     let mut session = Session::new(&server.hostname, server.limits, |sender, rcpt| {
         deliverer.route(Some(sender), rcpt)
     });
@@ -225,7 +245,9 @@ fn converse(stream: &mut Stream, peer: &str, server: &Server) -> usize {
     loop {
         if let Some(reply) = must_close(server, session.in_transaction(), last_input) {
             if reply.enhanced == Some(E_BAD_CONNECTION) {
-                log::info(&format!("idle timeout, closing the connection from {peer}"));
+                server
+                    .log
+                    .info(&format!("idle timeout, closing the connection from {peer}"));
             }
             let _ = send(stream, &mut line(&reply));
             return messages;
@@ -233,14 +255,18 @@ fn converse(stream: &mut Stream, peer: &str, server: &Server) -> usize {
         let n = match stream.read(&mut buf) {
             Ok(0) => {
                 if session.in_transaction() {
-                    log::info(&format!("lost connection from {peer} in a transaction"));
+                    server
+                        .log
+                        .info(&format!("lost connection from {peer} in a transaction"));
                 }
                 return messages;
             }
             Ok(n) => n,
             Err(e) if is_tick(&e) => continue,
             Err(e) => {
-                log::info(&format!("lost connection from {peer}: {e}"));
+                server
+                    .log
+                    .info(&format!("lost connection from {peer}: {e}"));
                 return messages;
             }
         };
@@ -252,10 +278,15 @@ fn converse(stream: &mut Stream, peer: &str, server: &Server) -> usize {
         while let Some(action) = actions.pop_front() {
             match action {
                 Action::Send(bytes) => out.extend_from_slice(&bytes),
-                Action::Log(text) => log::info(&text),
-                Action::Decided(Decision::RecipientLimit) => metrics::refused(Refusal::Limit),
-                Action::Decided(Decision::TooLarge(mailbox)) => {
-                    metrics::delivered(mailbox, &Outcome::TooLarge)
+                Action::Log(text) => server.log.info(&text),
+                Action::Decided(Decision::RecipientLimit) => observer.recipient_limit(),
+                Action::Decided(Decision::TooLarge {
+                    sender,
+                    recipient,
+                    size,
+                }) => {
+                    let to = recipient.as_ref().map(|(r, kind)| (r.as_str(), *kind));
+                    observer.too_large(&sender, to, size)
                 }
                 Action::Deliver(t) => {
                     // Replies so far go out before the (slow) delivery; a
@@ -264,7 +295,7 @@ fn converse(stream: &mut Stream, peer: &str, server: &Server) -> usize {
                     if send(stream, &mut out).is_err() {
                         return messages;
                     }
-                    log::info(&message_line(&t.sender, t.message.len(), t.routes.len()));
+                    observer.message(&t.sender, t.message.len(), t.routes.len());
                     let outcomes =
                         deliverer.deliver(&t.sender, &t.message, &t.routes, Instant::now());
                     actions.extend(session.delivered(&outcomes));

@@ -15,8 +15,8 @@
 use super::input::{BodyEnd, Chunk, DataBody, LineEvent, LineReader};
 use crate::envelope::Route;
 use crate::mailbox::MailboxKind;
-use crate::log::printable;
-use crate::outcome::{log_line, Outcome};
+use crate::observe::Size;
+use crate::outcome::Outcome;
 use crate::reply::*;
 use command::{absurd_number, bad_sequence, not_implemented, not_lmtp, parse_error, verb};
 use smtp_proto::{MailFrom, Request, MAIL_BODY_BINARYMIME};
@@ -40,7 +40,7 @@ pub enum Action {
     /// Deliver the message to every route, then call
     /// [`Session::delivered`] with one outcome per route, in order.
     Deliver(Transaction),
-    /// Log this line (a refusal decided by the session itself).
+    /// Log this line (a driver bug the session noticed).
     Log(String),
     /// Count a decision the session took by itself (for the metrics).
     Decided(Decision),
@@ -48,15 +48,23 @@ pub enum Action {
     Close,
 }
 
-/// What the session decides without the delivery core; the driver counts
-/// it, so the session itself keeps no state beyond the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the session decides without the delivery core; the driver
+/// reports it to the core's observer, so the session keeps no state beyond
+/// the connection. (Refusals at `RCPT` are the router's to report.)
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// A recipient over `max_recipients` got `452 4.5.3`.
     RecipientLimit,
-    /// A message over `max_message_size` was refused for a recipient of
-    /// this mailbox.
-    TooLarge(MailboxKind),
+    /// A message over `max_message_size` was refused: at `MAIL SIZE=`
+    /// (no recipient yet), or after it for each accepted recipient.
+    TooLarge {
+        /// The envelope sender.
+        sender: String,
+        /// The recipient and its mailbox.
+        recipient: Option<(String, MailboxKind)>,
+        /// How big it was.
+        size: Size,
+    },
 }
 
 /// A complete message and its accepted recipients.

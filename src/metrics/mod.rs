@@ -1,17 +1,15 @@
-//! The Prometheus metrics of `serve`: one process-wide registry
-//! (`prometheus-client`) and the hooks the delivery code calls, one line
-//! each, so the counters follow the one outcome table and nothing else.
-//!
-//! Pipe mode calls the same hooks; its values die with the process (it
-//! has log lines only). No label carries a recipient, key or sender: the
+//! The Prometheus metrics of `serve`: one registry (`prometheus-client`),
+//! made by `serve` and handed to the observer and the `[http]` listener —
+//! no process-wide state. Its labels come from the outcome record
+//! (`outcome`), so the counters follow the one outcome table and nothing
+//! else. Pipe mode has none: it has log lines only. No label carries a recipient, key or sender: the
 //! label values are mailbox names, status words, reply classes, HTTP
 //! status codes and fixed reason names, so the series count stays small.
 //! Encoding is the library's (OpenMetrics); [`text`] turns it into the
 //! older Prometheus text format for scrapers that ask for that.
 
-use crate::gitlab::Posted;
 use crate::mailbox::MailboxKind;
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, Posting, Wire, GUARD_DECISIONS};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -20,8 +18,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
-use std::sync::OnceLock;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub mod text;
 
@@ -95,7 +92,7 @@ fn duration_histogram() -> Histogram {
 }
 
 /// The metric families; the registry holds clones (they share values).
-struct Metrics {
+pub struct Metrics {
     registry: Registry,
     deliveries: Family<DeliveryLabels, Counter>,
     refused: Family<ReasonLabels, Counter>,
@@ -111,7 +108,16 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn new() -> Metrics {
+    /// The registry, with the series every instance has at zero for
+    /// `mailboxes`, so rates and alerts see the first event (a series born
+    /// at 1 has no increase to show).
+    pub fn new(mailboxes: &[MailboxKind]) -> Metrics {
+        let m = Metrics::families();
+        m.zero_series(mailboxes);
+        m
+    }
+
+    fn families() -> Metrics {
         let mut registry = Registry::with_prefix("gitlab_mailgate");
         let m = Metrics {
             deliveries: Family::default(),
@@ -195,148 +201,121 @@ impl Metrics {
     }
 }
 
-fn get() -> &'static Metrics {
-    static METRICS: OnceLock<Metrics> = OnceLock::new();
-    METRICS.get_or_init(Metrics::new)
-}
-
-/// Creates the series every instance has at zero, so rates and alerts see
-/// the first event (a series born at 1 has no increase to show).
-pub fn init(mailboxes: &[MailboxKind]) {
-    let m = get();
-    for mailbox in mailboxes {
-        for (status, class) in [("sent", "2"), ("bounced", "5"), ("deferred", "4")] {
-            let labels = DeliveryLabels {
-                mailbox: mailbox.name(),
-                status,
-                class,
-            };
-            let _ = m.deliveries.get_or_create(&labels);
+impl Metrics {
+    fn zero_series(&self, mailboxes: &[MailboxKind]) {
+        for mailbox in mailboxes {
+            for (status, class) in [("sent", "2"), ("bounced", "5"), ("deferred", "4")] {
+                let labels = DeliveryLabels {
+                    mailbox: mailbox.name(),
+                    status,
+                    class,
+                };
+                let _ = self.deliveries.get_or_create(&labels);
+            }
+        }
+        for reason in [Refusal::UnknownAddress, Refusal::InvalidKey, Refusal::Limit] {
+            let _ = self.refused.get_or_create(&ReasonLabels {
+                reason: reason.label(),
+            });
+        }
+        for decision in GUARD_DECISIONS {
+            let _ = self.guard.get_or_create(&DecisionLabels { decision });
         }
     }
-    for reason in [Refusal::UnknownAddress, Refusal::InvalidKey, Refusal::Limit] {
-        let _ = m.refused.get_or_create(&ReasonLabels {
-            reason: reason.label(),
-        });
-    }
-    for decision in crate::guard::Decision::ALL {
-        let _ = m.guard.get_or_create(&DecisionLabels {
-            decision: decision.name(),
-        });
-    }
-}
 
-/// Counts a decision of the guards (see `guard::decided`).
-pub fn guarded(decision: &'static str) {
-    get()
-        .guard
-        .get_or_create(&DecisionLabels { decision })
-        .inc();
-}
-
-/// Counts a recipient refused at `RCPT`.
-pub fn refused(why: Refusal) {
-    get()
-        .refused
-        .get_or_create(&ReasonLabels {
+    /// Counts a recipient refused at `RCPT`.
+    pub fn refused(&self, why: Refusal) {
+        let labels = ReasonLabels {
             reason: why.label(),
-        })
-        .inc();
-}
-
-/// Counts the final outcome of one recipient of a message.
-pub fn delivered(mailbox: MailboxKind, outcome: &Outcome) {
-    let class = match outcome.reply().code / 100 {
-        2 => "2",
-        4 => "4",
-        _ => "5",
-    };
-    let labels = DeliveryLabels {
-        mailbox: mailbox.name(),
-        status: outcome.status_word(),
-        class,
-    };
-    get().deliveries.get_or_create(&labels).inc();
-}
-
-/// Records the size of a message handed to delivery (once per message).
-pub fn message_size(bytes: usize) {
-    get().size.observe(bytes as f64);
-}
-
-/// Runs `post` (one POST to GitLab for `mailbox`) counted as in flight,
-/// timed, and its answer counted; tells readiness what GitLab said.
-pub fn post(mailbox: MailboxKind, post: impl FnOnce() -> Posted) -> Posted {
-    let m = get();
-    let labels = MailboxLabels {
-        mailbox: mailbox.name(),
-    };
-    m.in_flight.inc();
-    // Decremented even if `post` panics, so the gauge cannot drift.
-    let _in_flight = Dec(&m.in_flight);
-    let start = Instant::now();
-    let posted = post();
-    m.duration
-        .get_or_create(&labels)
-        .observe(start.elapsed().as_secs_f64());
-    let kind = match &posted {
-        Posted::Status(code) | Posted::Throttled { status: code, .. } => {
-            let labels = ResponseLabels {
-                mailbox: labels.mailbox,
-                code: code.to_string(),
-            };
-            m.responses.get_or_create(&labels).inc();
-            None
-        }
-        Posted::Unreachable(_) => Some("unreachable"),
-        Posted::Lost(_) => Some("lost"),
-        Posted::Local(_) => Some("local"),
-    };
-    if let Some(kind) = kind {
-        let labels = ErrorLabels {
-            mailbox: labels.mailbox,
-            kind,
         };
-        m.transport_errors.get_or_create(&labels).inc();
+        self.refused.get_or_create(&labels).inc();
     }
-    if Outcome::from_post(posted.clone()) == Outcome::Delivered {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        m.last_success.get_or_create(&labels).set(now);
-    }
-    crate::health::gitlab_answered(&posted);
-    posted
-}
 
-/// Counts an LMTP connection as open until the result is dropped (even
-/// by a panic).
-pub fn connection() -> Dec {
-    let m = get();
-    m.connections.inc();
-    m.connections_open.inc();
-    Dec(&m.connections_open)
+    /// Counts the final outcome of one recipient of a message, and the
+    /// guard's decision when a guard took it.
+    pub fn outcome(&self, mailbox: Option<MailboxKind>, outcome: &Outcome) {
+        if let Some(decision) = outcome.guard_decision() {
+            self.guard.get_or_create(&DecisionLabels { decision }).inc();
+        }
+        let Some(mailbox) = mailbox else {
+            return;
+        };
+        let labels = DeliveryLabels {
+            mailbox: mailbox.name(),
+            status: outcome.status_word(),
+            class: outcome.class_label(),
+        };
+        self.deliveries.get_or_create(&labels).inc();
+    }
+
+    /// Records the size of a message handed to delivery (once per message).
+    pub fn message_size(&self, bytes: usize) {
+        self.size.observe(bytes as f64);
+    }
+
+    /// Counts a post to GitLab as in flight until the result is dropped
+    /// (even by a panic, so the gauge cannot drift).
+    pub fn in_flight(&self) -> Dec {
+        self.in_flight.inc();
+        Dec(self.in_flight.clone())
+    }
+
+    /// Counts one post's answer (or its absence) and time.
+    pub fn posted(&self, mailbox: MailboxKind, posting: &Posting, took: Duration) {
+        let mailbox = mailbox.name();
+        let labels = MailboxLabels { mailbox };
+        self.duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+        match &posting.wire {
+            Wire::Answered(code) => {
+                let code = code.clone();
+                self.responses
+                    .get_or_create(&ResponseLabels { mailbox, code })
+                    .inc();
+            }
+            Wire::NoAnswer(kind) => {
+                let kind = *kind;
+                self.transport_errors
+                    .get_or_create(&ErrorLabels { mailbox, kind })
+                    .inc();
+            }
+        }
+        if posting.outcome == Outcome::Delivered {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.last_success.get_or_create(&labels).set(now);
+        }
+    }
+
+    /// Counts an LMTP connection as open until the result is dropped.
+    pub fn connection(&self) -> Dec {
+        self.connections.inc();
+        self.connections_open.inc();
+        Dec(self.connections_open.clone())
+    }
+
+    /// The exposition: OpenMetrics text when `openmetrics`, else the
+    /// Prometheus text format 0.0.4.
+    pub fn encode(&self, openmetrics: bool) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        if openmetrics {
+            out
+        } else {
+            text::to_prometheus(&out)
+        }
+    }
 }
 
 /// Decrements a gauge when dropped.
-pub struct Dec(&'static Gauge);
+pub struct Dec(Gauge);
 
 impl Drop for Dec {
     fn drop(&mut self) {
         self.0.dec();
-    }
-}
-
-/// The exposition: OpenMetrics text when `openmetrics`, else the
-/// Prometheus text format 0.0.4.
-pub fn encode(openmetrics: bool) -> String {
-    let mut out = String::new();
-    // Writing to a String cannot fail.
-    let _ = prometheus_client::encoding::text::encode(&mut out, &get().registry);
-    if openmetrics {
-        out
-    } else {
-        text::to_prometheus(&out)
     }
 }
 
@@ -346,8 +325,8 @@ mod tests {
 
     #[test]
     fn names_follow_the_alert_rules() {
-        init(&[MailboxKind::Incoming]);
-        let text = encode(false);
+        let m = Metrics::new(&[MailboxKind::Incoming]);
+        let text = m.encode(false);
         for line in [
             "# TYPE gitlab_mailgate_deliveries_total counter",
             "gitlab_mailgate_deliveries_total{mailbox=\"incoming_email\",status=\"deferred\",class=\"4\"}",
@@ -359,6 +338,6 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing in:\n{text}");
         }
-        assert!(encode(true).ends_with("# EOF\n"));
+        assert!(m.encode(true).ends_with("# EOF\n"));
     }
 }

@@ -3,9 +3,9 @@
 //! so line wrapping does not matter; a key GitLab holds in another encoding
 //! shows up as not found, which says to compare the kid by hand.
 
-use super::Report;
-use crate::config::Config;
+use super::report::Report;
 use crate::config::gitlab_yml::GitlabYml;
+use crate::config::Config;
 use crate::jwt::{Credential, Signer};
 use base64::Engine;
 

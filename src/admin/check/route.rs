@@ -3,10 +3,11 @@
 //! the LMTP target answers `LHLO`, and Postfix's lmtp client can reach a
 //! unix socket at all (chroot, permissions of the user `postfix`).
 
-use super::Report;
+use super::replies::reply_lines;
+use super::report::Report;
 use crate::admin::access::{Need, User};
-use crate::config::Config;
 use crate::admin::postfix_conf::{list, Postfix};
+use crate::config::Config;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -163,29 +164,6 @@ fn lhlo<S: Read + Write>(reader: S, mut writer: S) -> Result<String, String> {
     }
     let _ = writer.write_all(b"QUIT\r\n");
     Ok(greeting)
-}
-
-/// One SMTP/LMTP reply (bounded: 50 lines of 1 KiB), its lines without
-/// line endings.
-pub(super) fn reply_lines(reader: &mut impl BufRead) -> Result<Vec<String>, String> {
-    let mut lines = Vec::new();
-    for _ in 0..50 {
-        let mut line = String::new();
-        reader
-            .by_ref()
-            .take(1024)
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-        if line.is_empty() {
-            return Err(format!("connection closed after {lines:?}"));
-        }
-        let last = line.as_bytes().get(3) != Some(&b'-');
-        lines.push(line.trim_end().to_string());
-        if last {
-            return Ok(lines);
-        }
-    }
-    Err("reply too long".into())
 }
 
 /// One reply's first line.

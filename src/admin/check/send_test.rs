@@ -8,9 +8,9 @@
 //! the message would reach GitLab) and Postfix's log (`maillog_file`, else
 //! `/var/log/mail.log`).
 
-use super::Report;
-use crate::config::Config;
+use super::report::Report;
 use crate::admin::postfix_conf::Postfix;
+use crate::config::Config;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -145,5 +145,5 @@ fn send(addr: &str, rcpt: &str) -> Result<String, String> {
 
 /// One reply, its lines joined by spaces.
 fn reply(reader: &mut impl BufRead) -> Result<String, String> {
-    Ok(super::route::reply_lines(reader)?.join(" "))
+    Ok(super::replies::reply_lines(reader)?.join(" "))
 }

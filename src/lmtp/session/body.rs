@@ -132,17 +132,15 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
         }
     }
 
-    /// Logs the refusal of an oversize message for each recipient and
+    /// Reports the refusal of an oversize message for each recipient and
     /// returns their replies (one per recipient; [`per_recipient`]).
     fn refuse_too_large(&self, envelope: &Envelope, out: &mut Out) -> Vec<Reply> {
         for route in &envelope.routes {
-            out.push(Action::Log(format!(
-                "from=<{}>, {}, size>{}",
-                printable(&envelope.sender),
-                log_line(&route.recipient, &Outcome::TooLarge, None),
-                self.limits.max_message_size
-            )));
-            out.push(Action::Decided(Decision::TooLarge(route.mailbox.kind)));
+            out.push(Action::Decided(Decision::TooLarge {
+                sender: envelope.sender.clone(),
+                recipient: Some((route.recipient.clone(), route.mailbox.kind)),
+                size: Size::Over(self.limits.max_message_size),
+            }));
         }
         let outcomes = vec![Outcome::TooLarge; envelope.routes.len()];
         per_recipient(envelope.routes.len(), &outcomes)

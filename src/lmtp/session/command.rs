@@ -83,6 +83,11 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
     pub(super) fn mail(&self, phase: Phase, from: MailFrom<Cow<'_, str>>, out: &mut Out) -> State {
         match phase {
             Phase::Idle if from.size > self.limits.max_message_size => {
+                out.push(Action::Decided(Decision::TooLarge {
+                    sender: from.address.into_owned(),
+                    recipient: None,
+                    size: Size::Announced(from.size),
+                }));
                 out.reply(&too_big("message size exceeds the limit"));
                 State::Commands(Phase::Idle)
             }
@@ -128,10 +133,7 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
                             envelope.routes.push(route);
                             out.reply(&Reply::new(OK, E_RCPT_OK, "recipient ok"));
                         }
-                        Err(outcome) => {
-                            out.push(Action::Log(log_line(address, &outcome, None)));
-                            out.reply(&outcome.reply());
-                        }
+                        Err(outcome) => out.reply(&outcome.reply()),
                     }
                 }
                 State::Commands(Phase::Mail(envelope))

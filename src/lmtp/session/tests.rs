@@ -28,6 +28,7 @@ fn session() -> Session<Router> {
 
 /// What came out: `"250 2.1.5"` per reply line (`"250"` without an
 /// enhanced code; continuation lines left out), `"deliver"`, `"log"`,
+/// `"too-large"` (a recipient refused as too large),
 /// `"close"`; and the transactions. Each delivery is answered with the
 /// next outcomes of `script` (one per route), or all `Delivered`.
 #[derive(Debug, Default, PartialEq)]
@@ -59,7 +60,16 @@ impl Seen {
                     self.flush();
                     self.events.push("log".into());
                 }
-                Action::Decided(d) => self.decided.push(d),
+                Action::Decided(d) => {
+                    if let Decision::TooLarge {
+                        recipient: Some(_), ..
+                    } = d
+                    {
+                        self.flush();
+                        self.events.push("too-large".into());
+                    }
+                    self.decided.push(d);
+                }
                 Action::Close => {
                     self.flush();
                     self.events.push("close".into());
@@ -162,7 +172,6 @@ fn a_whole_transaction() {
             "250",
             "250 2.1.0",
             "250 2.1.5",
-            "log",
             "550 5.1.1",
             "250 2.1.5",
             "354",
@@ -224,7 +233,7 @@ fn commands_out_of_sequence() {
         // RFC 2033 §4.2: DATA with no accepted recipient fails with 503.
         (
             "LHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<unknown@in.example>\r\nDATA\r\n",
-            &["250", "250 2.1.0", "log", "550 5.1.1", "503 5.5.1"],
+            &["250", "250 2.1.0", "550 5.1.1", "503 5.5.1"],
         ),
         (
             "LHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@in.example>\r\nRSET\r\nDATA\r\n",
@@ -294,7 +303,7 @@ fn syntax_errors_in_mail_and_rcpt() {
 #[test]
 fn postmaster_without_domain_is_routed_like_any_address() {
     let input = format!("{HELLO}MAIL FROM:<>\r\nRCPT TO:<postmaster>\r\n");
-    assert_eq!(events(&input), ["250", "250 2.1.0", "log", "550 5.1.1"]);
+    assert_eq!(events(&input), ["250", "250 2.1.0", "550 5.1.1"]);
 }
 
 fn message_of(body: &[u8]) -> Vec<u8> {
@@ -390,7 +399,6 @@ fn recipient_limit_counts_accepted_recipients() {
         [
             "250",
             "250 2.1.0",
-            "log",
             "550 5.1.1",
             "250 2.1.5",
             "250 2.1.5",
@@ -420,8 +428,8 @@ fn oversize_body_is_read_to_the_end_and_refused_per_recipient() {
             "250 2.1.5",
             "250 2.1.5",
             "354",
-            "log",
-            "log",
+            "too-large",
+            "too-large",
             "552 5.3.4",
             "552 5.3.4",
             "250 2.0.0"
@@ -455,7 +463,7 @@ fn oversize_body_memory_is_bounded() {
     let actions = s.feed(b"\r\n.\r\n");
     seen.take(&mut s, actions);
     seen.flush();
-    assert_eq!(seen.events, ["log", "552 5.3.4"]);
+    assert_eq!(seen.events, ["too-large", "552 5.3.4"]);
     assert!(!s.in_transaction());
 }
 
@@ -605,8 +613,8 @@ fn bdat_beyond_the_limit() {
             "250 2.1.0",
             "250 2.1.5",
             "250 2.1.5",
-            "log",
-            "log",
+            "too-large",
+            "too-large",
             "552 5.3.4",
             "552 5.3.4",
             "250 2.0.0"
@@ -627,7 +635,7 @@ fn bdat_beyond_the_limit() {
             "250 2.1.0",
             "250 2.1.5",
             "250 2.0.0",
-            "log",
+            "too-large",
             "552 5.3.4",
             "503 5.5.1",
             "250 2.0.0"
@@ -815,15 +823,34 @@ fn decisions_of_the_session_itself_are_reported_for_counting() {
     input.push_str(&"x".repeat(2000));
     input.push_str("\r\n.\r\n");
     let seen = run(input.as_bytes());
-    let too_large = Decision::TooLarge(MailboxKind::Incoming);
+    let too_large = |i: usize| Decision::TooLarge {
+        sender: String::new(),
+        recipient: Some((format!("r{i}@in.example"), MailboxKind::Incoming)),
+        size: Size::Over(LIMITS.max_message_size),
+    };
     assert_eq!(
         seen.decided,
-        [Decision::RecipientLimit, too_large, too_large, too_large]
+        [
+            Decision::RecipientLimit,
+            too_large(0),
+            too_large(1),
+            too_large(2)
+        ]
+    );
+    let announced = run(format!("{HELLO}MAIL FROM:<a@b.example> SIZE=1001\r\n").as_bytes());
+    assert_eq!(
+        announced.decided,
+        [Decision::TooLarge {
+            sender: "a@b.example".into(),
+            recipient: None,
+            size: Size::Announced(1001),
+        }]
     );
 }
 
 /// The router sees the envelope sender: a router that refuses the null
-/// sender (as the guard does) answers its refusal at RCPT and logs it.
+/// sender (as the guard does) answers its refusal at RCPT (the router
+/// reports it; the session only answers).
 #[test]
 fn router_gets_the_envelope_sender() {
     fn no_null_sender(sender: &str, rcpt: &str) -> Result<Route, Outcome> {
@@ -846,7 +873,6 @@ fn router_gets_the_envelope_sender() {
         ev![
             "250",
             "250 2.1.0",
-            "log",
             "550 5.7.1",
             "250 2.0.0",
             "250 2.1.0",

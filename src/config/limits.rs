@@ -1,0 +1,34 @@
+//! The `[limits]` section's checker: the largest message, which both
+//! front doors and the delivery core enforce, and pipe mode's deadline.
+
+use super::error::Invalid;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// The section as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawLimits {
+    max_message_size: usize,
+    deliver_deadline_secs: u64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            max_message_size: 25 * 1024 * 1024,
+            deliver_deadline_secs: 120,
+        }
+    }
+}
+
+/// Checks the section: the size limit in bytes and the pipe deadline.
+pub(super) fn check(raw: RawLimits) -> Result<(usize, Duration), Invalid> {
+    if raw.max_message_size == 0 || raw.deliver_deadline_secs == 0 {
+        return Err(Invalid::new("[limits] values must be at least 1"));
+    }
+    Ok((
+        raw.max_message_size,
+        Duration::from_secs(raw.deliver_deadline_secs),
+    ))
+}

@@ -1,0 +1,74 @@
+//! The `[lmtp]` section's checker (the settings are `lmtp::Settings`).
+
+use super::error::Invalid;
+use crate::lmtp::Settings;
+use serde::Deserialize;
+use std::time::Duration;
+use toml::Spanned;
+
+/// The section as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawLmtp {
+    listen: Vec<Spanned<String>>,
+    socket_mode: Spanned<String>,
+    max_connections: usize,
+    max_recipients: usize,
+    idle_timeout_secs: u64,
+    shutdown_grace_secs: u64,
+}
+
+impl Default for RawLmtp {
+    fn default() -> Self {
+        RawLmtp {
+            listen: vec![Spanned::new(0..0, "127.0.0.1:2424".to_string())],
+            socket_mode: Spanned::new(0..0, "0660".to_string()),
+            max_connections: 64,
+            max_recipients: 100,
+            idle_timeout_secs: 300,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// Checks the section.
+pub(super) fn check(lm: RawLmtp) -> Result<Settings, Invalid> {
+    for entry in &lm.listen {
+        check_listen(entry.get_ref())
+            .map_err(|m| Invalid::at(entry.span(), format!("listen: {m}")))?;
+    }
+    let socket_mode = u32::from_str_radix(lm.socket_mode.get_ref(), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| {
+            Invalid::at(
+                lm.socket_mode.span(),
+                "socket_mode must be an octal mode such as \"0660\"",
+            )
+        })?;
+    if lm.max_connections == 0 || lm.max_recipients == 0 || lm.idle_timeout_secs == 0 {
+        return Err(Invalid::new("[lmtp] limits must be at least 1"));
+    }
+    Ok(Settings {
+        listen: lm.listen.into_iter().map(Spanned::into_inner).collect(),
+        socket_mode,
+        max_connections: lm.max_connections,
+        max_recipients: lm.max_recipients,
+        idle_timeout: Duration::from_secs(lm.idle_timeout_secs),
+        shutdown_grace: Duration::from_secs(lm.shutdown_grace_secs),
+    })
+}
+
+fn check_listen(entry: &str) -> Result<(), String> {
+    if let Some(path) = entry.strip_prefix("unix:") {
+        return if path.starts_with('/') {
+            Ok(())
+        } else {
+            Err(format!("\"{entry}\": a unix socket needs an absolute path, e.g. \"unix:/run/gitlab-mailgate/lmtp.sock\""))
+        };
+    }
+    entry
+        .parse::<std::net::SocketAddr>()
+        .map(|_| ())
+        .map_err(|_| format!("\"{entry}\" is neither IP:PORT (\"127.0.0.1:2424\", \"[::1]:2424\") nor unix:/PATH"))
+}
