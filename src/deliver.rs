@@ -11,7 +11,7 @@ use crate::envelope::Route;
 use crate::gitlab::{Client, Posted};
 use crate::guard::Guard;
 use crate::mail_key;
-use crate::mailbox::Mailbox;
+use crate::mailbox::{Mailbox, MailboxKind};
 use crate::message::Headers;
 use crate::metrics::Refusal;
 use crate::observe::{Attempt, Observer, Size};
@@ -72,10 +72,17 @@ impl Deliverer {
         }
     }
 
-    /// Hands `message` from `sender` to GitLab once for every route and
-    /// returns one outcome per route, in order; the guards may decide
-    /// without posting. `received` is when the message arrived. The front
-    /// door has reported the message itself ([`Observer::message`]).
+    /// Hands `message` from `sender` to GitLab and returns one outcome per
+    /// route, in order; the guards may decide without posting. `received`
+    /// is when the message arrived. The front door has reported the
+    /// message itself ([`Observer::message`]).
+    ///
+    /// One post per (mailbox, key GitLab will find in the posted bytes):
+    /// GitLab looks in `To` before `Delivered-To`, so the copies of a
+    /// reply-all naming two GitLab addresses would all act on the same key
+    /// (two identical comments). A recipient that resolves to a key already
+    /// posted gets that post's outcome (250 only after its 2xx) and says so
+    /// in its line. The same recipient given twice is the same key.
     pub fn deliver(
         &self,
         sender: &str,
@@ -93,58 +100,58 @@ impl Deliverer {
         }
         let headers = Headers::parse(message);
         let queue_id = headers.queue_id();
-        // The loop breaker counts messages: copies of one message for the
-        // same key (duplicate recipients) count once.
-        let mut counted: Vec<String> = Vec::new();
-        routes
-            .iter()
-            .map(|route| {
-                let mailbox = &route.mailbox;
-                // One address for the posted `Delivered-To:` line and for the
-                // key lookup: the logged key is the one GitLab finds in the
-                // posted bytes.
-                let delivered_to = mailbox.template.delivered_to(&route.recipient);
-                let key =
-                    headers.gitlab_key(&mailbox.template, &self.config.gitlab.host, &delivered_to);
-                let loop_key = key.clone().unwrap_or_else(|| delivered_to.clone());
-                let first_copy = !counted.contains(&loop_key);
-                if first_copy {
-                    counted.push(loop_key.clone());
-                }
-                let (outcome, post) = self.post(
-                    sender,
-                    &headers,
-                    first_copy.then_some(loop_key.as_str()),
-                    || {
+        // (mailbox, key or address) → the route that was posted for it.
+        let mut posted: Vec<((MailboxKind, String), usize)> = Vec::new();
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(routes.len());
+        for (i, route) in routes.iter().enumerate() {
+            let mailbox = &route.mailbox;
+            // One address for the posted `Delivered-To:` line and for the
+            // key lookup: the logged key is the one GitLab finds in the
+            // posted bytes.
+            let delivered_to = mailbox.template.delivered_to(&route.recipient);
+            let key =
+                headers.gitlab_key(&mailbox.template, &self.config.gitlab.host, &delivered_to);
+            let target = (
+                mailbox.kind,
+                key.clone().unwrap_or_else(|| delivered_to.clone()),
+            );
+            let earlier = posted.iter().find(|(t, _)| *t == target).map(|(_, j)| *j);
+            let (outcome, post) = match earlier {
+                Some(j) => (outcomes[j].clone(), None),
+                None => {
+                    posted.push((target.clone(), i));
+                    self.post(sender, &headers, &target.1, || {
                         self.client
                             .post(mailbox.kind, &mailbox.credential, &delivered_to, message)
-                    },
-                );
-                self.observer.attempt(&Attempt {
-                    recipient: &route.recipient,
-                    outcome: &outcome,
-                    queue_id: queue_id.as_deref(),
-                    mailbox: mailbox.kind,
-                    key: key.as_deref(),
-                    size: message.len(),
-                    delay: received.elapsed(),
-                    message_id: headers.message_id(),
-                    post: post.as_ref().map(|(p, took)| (p, *took)),
-                });
-                outcome
-            })
-            .collect()
+                    })
+                }
+            };
+            self.observer.attempt(&Attempt {
+                recipient: &route.recipient,
+                outcome: &outcome,
+                queue_id: queue_id.as_deref(),
+                mailbox: mailbox.kind,
+                key: key.as_deref(),
+                size: message.len(),
+                delay: received.elapsed(),
+                message_id: headers.message_id(),
+                post: post.as_ref().map(|(p, took)| (p, *took)),
+                same_post_as: earlier.map(|j| routes[j].recipient.as_str()),
+            });
+            outcomes.push(outcome);
+        }
+        outcomes
     }
 
     /// Posts (by calling `post`) unless a guard decides otherwise; the
-    /// loop breaker counts per `sender` and GitLab `key` (`None`: a copy
-    /// already counted). Returns the outcome and, when posted, the
+    /// loop breaker counts every post it allows, per `sender` and GitLab
+    /// `key`. Returns the outcome and, when posted, the
     /// classified post and how long it took.
     fn post(
         &self,
         sender: &str,
         headers: &Headers,
-        key: Option<&str>,
+        key: &str,
         post: impl FnOnce() -> Posted,
     ) -> (Outcome, Option<(Posting, std::time::Duration)>) {
         if let Err(outcome) = self.guard.screen_message(headers) {

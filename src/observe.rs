@@ -46,8 +46,11 @@ pub struct Attempt<'a> {
     /// The `Message-ID:`, if any.
     pub message_id: Option<&'a str>,
     /// The post that decided it and how long it took; `None`: decided
-    /// without asking GitLab.
+    /// without asking GitLab, or by another recipient's post.
     pub post: Option<(&'a Posting, Duration)>,
+    /// The earlier recipient of the same message whose post carried the
+    /// same key to GitLab, when this one was not posted again.
+    pub same_post_as: Option<&'a str>,
 }
 
 /// How big a refused message was.
@@ -155,6 +158,9 @@ impl Observer {
                 m.posted(attempt.mailbox, posting, took);
             }
             m.outcome(Some(attempt.mailbox), attempt.outcome);
+            if attempt.same_post_as.is_some() {
+                m.same_post(attempt.mailbox);
+            }
         }
         if let (Some(h), Some((posting, _))) = (&self.health, attempt.post) {
             h.gitlab_said(&posting.readiness);
@@ -216,15 +222,24 @@ fn recipient_line(recipient: &str, outcome: &Outcome, detail: Detail) -> String 
             printable(sender),
             size(n)
         ),
-        Detail::Attempt(a) => format!(
-            "{}: to=<{to}>, mailbox={}, key={}, {status}, size={}, delay={}ms, message-id=<{}>",
-            a.queue_id.unwrap_or("-"),
-            a.mailbox.name(),
-            a.key.map_or_else(|| "-".to_string(), printable),
-            a.size,
-            a.delay.as_millis(),
-            a.message_id.map(printable).unwrap_or_default(),
-        ),
+        Detail::Attempt(a) => {
+            let mut line = format!(
+                "{}: to=<{to}>, mailbox={}, key={}, {status}, size={}, delay={}ms, message-id=<{}>",
+                a.queue_id.unwrap_or("-"),
+                a.mailbox.name(),
+                a.key.map_or_else(|| "-".to_string(), printable),
+                a.size,
+                a.delay.as_millis(),
+                a.message_id.map(printable).unwrap_or_default(),
+            );
+            if let Some(first) = a.same_post_as {
+                line.push_str(&format!(
+                    ", posted once for this key, with to=<{}>",
+                    printable(first)
+                ));
+            }
+            line
+        }
     }
 }
 
@@ -279,11 +294,20 @@ mod tests {
             delay: Duration::from_millis(7),
             message_id: Some("id@x"),
             post: None,
+            same_post_as: None,
         };
         assert_eq!(
             recipient_line("r@x", &Outcome::Delivered, Detail::Attempt(&a)),
             "-: to=<r@x>, mailbox=service_desk_email, key=k\\r, status=sent (250 2.0.0 delivered to GitLab), \
              size=12, delay=7ms, message-id=<id@x>"
+        );
+        let copy = Attempt {
+            same_post_as: Some("first@x"),
+            ..a
+        };
+        assert!(
+            recipient_line("r@x", &Outcome::Delivered, Detail::Attempt(&copy))
+                .ends_with("message-id=<id@x>, posted once for this key, with to=<first@x>")
         );
     }
 

@@ -104,15 +104,16 @@ impl Guard {
     }
 
     /// Leave to post a message from `sender` for GitLab key `key` (the
-    /// recipient when there is none; `None`: another copy of a message
-    /// already counted), or the deferral that stands for it: loop, open
-    /// breaker (at once), no slot (after `slot_wait`).
-    pub fn admit(&self, sender: &str, key: Option<&str>) -> Result<Pass<'_>, Outcome> {
+    /// recipient when there is none), or the deferral that stands for it:
+    /// loop, open breaker (at once), no slot (after `slot_wait`). Every
+    /// post allowed counts for the loop breaker: the core posts a message
+    /// once per key, so fanning out to more recipients gains nothing.
+    pub fn admit(&self, sender: &str, key: &str) -> Result<Pass<'_>, Outcome> {
         // Counted at once, under the lock of the check, so concurrent
         // copies of a loop cannot all pass it; taken back below when the
         // post does not happen, and in `finish` when it fails.
         let mut counted = None;
-        if let (Some(loops), Some(key)) = (&self.loops, key) {
+        if let Some(loops) = &self.loops {
             let mut table = lock(loops);
             let (pair, now) = (table.pair(sender, key), Instant::now());
             if !table.allows(pair, now) {

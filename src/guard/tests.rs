@@ -73,28 +73,28 @@ fn loop_breaker_counts_only_what_reached_gitlab() {
     let g = Guard::new(&no_breaker, Duration::from_secs(10)).with_loop_breaker();
     for _ in 0..3 {
         let pass = g
-            .admit("Bot@example.org", Some("key"))
+            .admit("Bot@example.org", "key")
             .expect("failures do not count");
         g.finish(pass, &answer(500, None));
     }
     let g = guard();
     for _ in 0..2 {
-        let pass = g.admit("Bot@example.org", Some("key")).expect("admitted");
+        let pass = g.admit("Bot@example.org", "key").expect("admitted");
         g.finish(pass, &answer(200, None));
     }
     assert_eq!(
-        g.admit("bot@EXAMPLE.org", Some("key")).err(),
+        g.admit("bot@EXAMPLE.org", "key").err(),
         Some(Outcome::Temporary(Temporary::Loop))
     );
-    assert!(g.admit("bot@example.org", Some("other-key")).is_ok());
-    assert!(g.admit("alice@example.org", Some("key")).is_ok());
+    assert!(g.admit("bot@example.org", "other-key").is_ok());
+    assert!(g.admit("alice@example.org", "key").is_ok());
 }
 
 #[test]
 fn no_loop_breaker_without_memory() {
     let g = Guard::new(&settings(), Duration::from_secs(10));
     for _ in 0..5 {
-        let pass = g.admit("bot@example.org", Some("key")).expect("admitted");
+        let pass = g.admit("bot@example.org", "key").expect("admitted");
         g.finish(pass, &answer(200, None));
     }
 }
@@ -102,27 +102,27 @@ fn no_loop_breaker_without_memory() {
 #[test]
 fn slots_bound_concurrent_posts() {
     let g = guard();
-    let a = g.admit("a@x", Some("1")).unwrap();
-    let _b = g.admit("b@x", Some("2")).unwrap();
+    let a = g.admit("a@x", "1").unwrap();
+    let _b = g.admit("b@x", "2").unwrap();
     assert_eq!(
-        g.admit("c@x", Some("3")).err(),
+        g.admit("c@x", "3").err(),
         Some(Outcome::Temporary(Temporary::NoSlot))
     );
     g.finish(a, &answer(200, None));
-    assert!(g.admit("c@x", Some("3")).is_ok());
+    assert!(g.admit("c@x", "3").is_ok());
 }
 
 #[test]
 fn open_breaker_answers_at_once_and_retry_after_opens_it() {
     let g = guard();
-    let pass = g.admit("a@x", Some("1")).unwrap();
+    let pass = g.admit("a@x", "1").unwrap();
     g.finish(pass, &answer(429, Some(30)));
     // Even with every slot taken, the answer comes at once.
     let _held = g.slots.take(Duration::ZERO);
     let _held2 = g.slots.take(Duration::ZERO);
     let start = Instant::now();
     assert_eq!(
-        g.admit("b@x", Some("2")).err(),
+        g.admit("b@x", "2").err(),
         Some(Outcome::Temporary(Temporary::BreakerOpen(30)))
     );
     assert!(start.elapsed() < Duration::from_millis(40));
@@ -139,15 +139,13 @@ fn concurrent_copies_of_a_loop_cannot_all_pass() {
     )
     .with_loop_breaker();
     // Two posts under way, none finished yet: the third is over the limit.
-    let a = g.admit("bot@x", Some("k")).unwrap();
-    let b = g.admit("bot@x", Some("k")).unwrap();
-    assert!(g.admit("bot@x", Some("k")).is_err());
+    let a = g.admit("bot@x", "k").unwrap();
+    let b = g.admit("bot@x", "k").unwrap();
+    assert!(g.admit("bot@x", "k").is_err());
     // One of them fails: its count is taken back.
     g.finish(a, &answer(502, None));
-    let c = g.admit("bot@x", Some("k")).unwrap();
+    let c = g.admit("bot@x", "k").unwrap();
     g.finish(b, &answer(200, None));
     g.finish(c, &answer(200, None));
-    assert!(g.admit("bot@x", Some("k")).is_err());
-    // A copy of a message already counted passes.
-    assert!(g.admit("bot@x", None).is_ok());
+    assert!(g.admit("bot@x", "k").is_err());
 }

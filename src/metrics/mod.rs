@@ -101,6 +101,7 @@ pub struct Metrics {
     transport_errors: Family<ErrorLabels, Counter>,
     duration: Family<MailboxLabels, Histogram>,
     size: Histogram,
+    same_post: Family<MailboxLabels, Counter>,
     connections_open: Gauge,
     connections: Counter,
     in_flight: Gauge,
@@ -128,6 +129,7 @@ impl Metrics {
             duration: Family::new_with_constructor(duration_histogram),
             // 1 KiB to 64 MiB, by fours.
             size: Histogram::new(exponential_buckets(1024.0, 4.0, 9)),
+            same_post: Family::default(),
             connections_open: Gauge::default(),
             connections: Counter::default(),
             in_flight: Gauge::default(),
@@ -169,6 +171,11 @@ impl Metrics {
             "message_size_bytes",
             "Size of the messages handed to delivery",
             m.size.clone(),
+        );
+        r.register(
+            "same_post",
+            "Recipients not posted again because an earlier recipient's post of the same message carried the same GitLab key, by mailbox",
+            m.same_post.clone(),
         );
         r.register(
             "lmtp_connections_open",
@@ -218,6 +225,11 @@ impl Metrics {
                 reason: reason.label(),
             });
         }
+        for mailbox in mailboxes {
+            let _ = self.same_post.get_or_create(&MailboxLabels {
+                mailbox: mailbox.name(),
+            });
+        }
         for decision in GUARD_DECISIONS {
             let _ = self.guard.get_or_create(&DecisionLabels { decision });
         }
@@ -246,6 +258,14 @@ impl Metrics {
             class: outcome.class_label(),
         };
         self.deliveries.get_or_create(&labels).inc();
+    }
+
+    /// Counts a recipient answered from an earlier recipient's post.
+    pub fn same_post(&self, mailbox: MailboxKind) {
+        let labels = MailboxLabels {
+            mailbox: mailbox.name(),
+        };
+        self.same_post.get_or_create(&labels).inc();
     }
 
     /// Records the size of a message handed to delivery (once per message).
