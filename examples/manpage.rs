@@ -224,7 +224,7 @@ fn pipe_mode(roff: &mut Roff) {
         &[
             "gitlab  unix  -  n  n  -  -  pipe flags=Rq user=gitlab-mailgate",
             "  argv=/usr/bin/gitlab-mailgate deliver",
-            "  --config /etc/gitlab-mailgate/config.toml --sender ${sender} ${recipient}",
+            "  --config /etc/gitlab-mailgate/config.toml --sender=${sender} -- ${recipient}",
         ],
     );
     para(

@@ -24,8 +24,8 @@ pub enum Command {
     Deliver {
         #[command(flatten)]
         config: ConfigArg,
-        /// The envelope sender (Postfix: ${sender}), for the log.
-        #[arg(long, value_name = "ADDR")]
+        /// The envelope sender (Postfix: --sender=${sender}).
+        #[arg(long, value_name = "ADDR", allow_hyphen_values = true)]
         sender: Option<String>,
         /// Envelope recipients (Postfix: ${recipient}).
         #[arg(required = true, value_name = "RECIPIENT")]

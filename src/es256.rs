@@ -20,7 +20,6 @@ use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// DER of `SubjectPublicKeyInfo` for P-256 up to the point: the algorithm
@@ -85,11 +84,11 @@ impl std::error::Error for KeyError {}
 impl SigningKey {
     /// Reads and checks the key file at `path` (same mode rules as a secret).
     pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
-        let meta = std::fs::metadata(path).map_err(|e| KeyError::Unreadable(e.to_string()))?;
-        if crate::secret::check_mode(meta.mode()).is_err() {
-            return Err(KeyError::UnsafePermissions(meta.mode() & 0o7777));
+        let (text, mode) = crate::file::read(path, crate::file::SECRET_MAX)
+            .map_err(|e| KeyError::Unreadable(e.to_string()))?;
+        if crate::secret::check_mode(mode).is_err() {
+            return Err(KeyError::UnsafePermissions(mode & 0o7777));
         }
-        let text = std::fs::read(path).map_err(|e| KeyError::Unreadable(e.to_string()))?;
         SigningKey::from_pem(&text)
     }
 

@@ -19,6 +19,7 @@ pub mod config;
 mod deliver;
 mod envelope;
 mod es256;
+mod file;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gitlab;

@@ -11,7 +11,10 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // Postfix bounces on clap's exit 2: a broken master.cf entry must defer.
-        Err(e) if is_pipe_mode() && e.use_stderr() => return pipe::bad_command_line(&e),
+        // Help, version or usage in pipe mode means master.cf passed
+        // something clap took for an option (a recipient `-h@x`): exit 0
+        // would lose the message, so every such path defers.
+        Err(e) if is_pipe_mode() => return pipe::bad_command_line(&e),
         Err(e) => e.exit(),
     };
     match cli.command {

@@ -7,7 +7,7 @@
 //! bounces on its own `command_time_limit`. The DSN (`4.4.1 text`) is the
 //! first thing written; log lines are held back until after it.
 
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_PIPE_DEADLINE};
 use crate::deliver::Deliverer;
 use crate::log::Log;
 use crate::observe::Observer;
@@ -15,6 +15,7 @@ use crate::outcome::{Outcome, Temporary};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,9 +36,19 @@ pub fn run(config_path: &Path, sender: Option<&str>, recipients: &[String]) -> E
         log: log.clone(),
     };
     let received = Instant::now();
-    let outcome =
-        std::panic::catch_unwind(|| deliver(config_path, sender, recipients, received, &finish))
-            .unwrap_or_else(|_| Outcome::Temporary(Temporary::Local("internal error".into())));
+    // Armed before anything can block (the configuration or a secret on a
+    // hung mount): Postfix bounces when its own time limit passes first.
+    let deadline = Deadline::arm(
+        received,
+        DEFAULT_PIPE_DEADLINE,
+        recipients.to_vec(),
+        Observer::new(log.clone()),
+        finish.clone(),
+    );
+    let outcome = std::panic::catch_unwind(|| {
+        deliver(config_path, sender, recipients, received, &finish, &deadline)
+    })
+    .unwrap_or_else(|_| Outcome::Temporary(Temporary::Local("internal error".into())));
     ExitCode::from(finish.exit(&outcome))
 }
 
@@ -47,6 +58,7 @@ fn deliver(
     recipients: &[String],
     received: Instant,
     finish: &Finish,
+    deadline: &Deadline,
 ) -> Outcome {
     let log = &finish.log;
     let config = match Config::load(config_path) {
@@ -57,13 +69,8 @@ fn deliver(
         }
     };
     log.to(&config.log_target);
+    deadline.set(config.pipe_deadline);
     let observer = Observer::new(log.clone());
-    start_watchdog(
-        config.pipe_deadline,
-        recipients.to_vec(),
-        observer.clone(),
-        finish.clone(),
-    );
     let deliverer = match Deliverer::new(config.clone(), observer.clone()) {
         Ok(d) => d,
         Err(e) => {
@@ -73,7 +80,7 @@ fn deliver(
     };
 
     let mut message = Vec::new();
-    let limit = config.max_message_size as u64 + 1;
+    let limit = (config.max_message_size as u64).saturating_add(1);
     if let Err(e) = std::io::stdin()
         .lock()
         .take(limit)
@@ -100,17 +107,47 @@ fn deliver(
     Outcome::combine(&outcomes)
 }
 
-/// Exits with a deferral when the delivery takes longer than `deadline`.
-/// Postfix then defers every recipient of this run, so each is logged so.
-fn start_watchdog(deadline: Duration, recipients: Vec<String>, observer: Observer, finish: Finish) {
-    std::thread::spawn(move || {
-        std::thread::sleep(deadline);
-        let outcome = Outcome::Temporary(Temporary::Deadline);
-        for r in &recipients {
-            observer.deferred(r, &outcome);
-        }
-        std::process::exit(finish.exit(&outcome).into());
-    });
+/// The run's deadline, watched by a thread of its own: when it passes,
+/// the run exits with a deferral. Postfix then defers every recipient of
+/// this run, so each is logged so.
+struct Deadline {
+    /// Milliseconds after the start; the configuration may change it.
+    after_ms: Arc<AtomicU64>,
+}
+
+impl Deadline {
+    fn arm(
+        started: Instant,
+        after: Duration,
+        recipients: Vec<String>,
+        observer: Observer,
+        finish: Finish,
+    ) -> Deadline {
+        let after_ms = Arc::new(AtomicU64::new(millis(after)));
+        let watched = after_ms.clone();
+        std::thread::spawn(move || {
+            // Bounded by the deadline itself; looks again every tick so a
+            // new deadline from the configuration takes effect.
+            while millis(started.elapsed()) < watched.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let outcome = Outcome::Temporary(Temporary::Deadline);
+            for r in &recipients {
+                observer.deferred(r, &outcome);
+            }
+            std::process::exit(finish.exit(&outcome).into());
+        });
+        Deadline { after_ms }
+    }
+
+    /// The configured deadline, counted from the start of the run.
+    fn set(&self, after: Duration) {
+        self.after_ms.store(millis(after), Ordering::SeqCst);
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Finish {

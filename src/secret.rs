@@ -7,8 +7,6 @@
 
 use base64::Engine as _;
 use std::fmt;
-use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// The 32-byte HMAC key shared with GitLab.
@@ -60,9 +58,9 @@ impl std::error::Error for SecretError {}
 impl Secret {
     /// Reads, checks and decodes the secret file at `path`.
     pub fn load(path: &Path) -> Result<Secret, SecretError> {
-        let meta = fs::metadata(path).map_err(|e| SecretError::Unreadable(e.to_string()))?;
-        check_mode(meta.mode())?;
-        let text = fs::read(path).map_err(|e| SecretError::Unreadable(e.to_string()))?;
+        let (text, mode) = crate::file::read(path, crate::file::SECRET_MAX)
+            .map_err(|e| SecretError::Unreadable(e.to_string()))?;
+        check_mode(mode)?;
         Secret::decode(&text)
     }
 

@@ -59,7 +59,7 @@ pub struct Mailbox {
 impl GitlabYml {
     /// Reads and interprets `path`. The error says what is wrong and where.
     pub fn load(path: &Path) -> Result<GitlabYml, String> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::file::read_text(path, crate::file::GITLAB_YML_MAX)
             .map_err(|e| format!("cannot read GitLab's configuration: {e}"))?;
         GitlabYml::parse(path, &text)
     }

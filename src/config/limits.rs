@@ -5,6 +5,10 @@ use super::error::Invalid;
 use serde::Deserialize;
 use std::time::Duration;
 
+/// `deliver_deadline_secs` when not set: well below Postfix's default
+/// `command_time_limit` (1000 s), so we defer before Postfix bounces.
+pub(super) const DEFAULT_DEADLINE: Duration = Duration::from_secs(120);
+
 /// The section as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -17,7 +21,7 @@ impl Default for RawLimits {
     fn default() -> Self {
         RawLimits {
             max_message_size: 25 * 1024 * 1024,
-            deliver_deadline_secs: 120,
+            deliver_deadline_secs: DEFAULT_DEADLINE.as_secs(),
         }
     }
 }

@@ -28,6 +28,9 @@ mod raw;
 pub use crate::log::Target as LogTarget;
 pub use error::ConfigError;
 
+/// Pipe mode's deadline until the configuration says otherwise.
+pub const DEFAULT_PIPE_DEADLINE: Duration = limits::DEFAULT_DEADLINE;
+
 /// The default configuration file.
 pub const DEFAULT_PATH: &str = "/etc/gitlab-mailgate/config.toml";
 
@@ -57,7 +60,7 @@ pub struct Config {
 impl Config {
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let text = crate::file::read_text(path, crate::file::CONFIG_MAX).map_err(|e| ConfigError {
             file: path.to_path_buf(),
             at: None,
             message: format!("cannot read the configuration file: {e}"),

@@ -81,7 +81,16 @@ pub enum Posted {
 }
 
 /// Signing material recently read, by file.
-type SignerCache = Mutex<Vec<(PathBuf, Signer, Instant)>>;
+type SignerCache = Mutex<Vec<Cached>>;
+
+/// One file's signer, when it was read, and whether a thread is reading
+/// it again right now.
+struct Cached {
+    path: PathBuf,
+    signer: Signer,
+    at: Instant,
+    refreshing: bool,
+}
 
 /// A client for one GitLab instance; cheap to share between threads.
 #[derive(Clone)]
@@ -186,19 +195,43 @@ impl Client {
     }
 
     /// The secret or key `credential` names, from the cache when read less
-    /// than [`SECRET_TTL`] ago. Errors are not cached.
+    /// than [`SECRET_TTL`] ago. The file is read outside the lock, by one
+    /// thread at a time: the others go on with the key they have, so a
+    /// slow or hung read never holds up posting. Errors are not cached.
     fn signer(&self, credential: &Credential) -> Result<Signer, String> {
         let path = credential.file();
-        let mut cache = self.signers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, signer, at)) = cache.iter().find(|(p, _, _)| p == path) {
-            if at.elapsed() < SECRET_TTL {
-                return Ok(signer.clone());
+        let lock = || self.signers.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            let mut cache = lock();
+            if let Some(c) = cache.iter_mut().find(|c| c.path == path) {
+                if c.at.elapsed() < SECRET_TTL || c.refreshing {
+                    return Ok(c.signer.clone());
+                }
+                c.refreshing = true;
             }
         }
-        let signer = credential.load()?;
-        cache.retain(|(p, _, _)| p != path);
-        cache.push((path.to_path_buf(), signer.clone(), Instant::now()));
-        Ok(signer)
+        let loaded = credential.load();
+        let mut cache = lock();
+        cache.retain(|c| c.path != path || loaded.is_err());
+        match loaded {
+            Ok(signer) => {
+                cache.push(Cached {
+                    path: path.to_path_buf(),
+                    signer: signer.clone(),
+                    at: Instant::now(),
+                    refreshing: false,
+                });
+                Ok(signer)
+            }
+            Err(e) => {
+                // The next post reads the file again.
+                cache
+                    .iter_mut()
+                    .filter(|c| c.path == path)
+                    .for_each(|c| c.refreshing = false);
+                Err(e)
+            }
+        }
     }
 
     /// Posts with a deliberately invalid token: GitLab's 401 proves the
@@ -280,8 +313,8 @@ fn root_certs(ca_file: Option<&Path>) -> Result<RootCerts, String> {
         .into_iter()
         .flatten()
     {
-        let pem = match std::fs::read(path) {
-            Ok(pem) => pem,
+        let pem = match crate::file::read(path, crate::file::CA_MAX) {
+            Ok((pem, _)) => pem,
             Err(_) if path == Path::new(SYSTEM_CA_BUNDLE) => continue,
             Err(e) => return Err(format!("ca_file {}: {e}", path.display())),
         };
