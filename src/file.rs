@@ -82,15 +82,24 @@ mod tests {
         let small = dir.join("small");
         std::fs::write(&small, b"abc").unwrap();
         assert_eq!(read(&small, 3).unwrap().0, b"abc");
-        assert!(read(&small, 2).unwrap_err().0.contains("more than the 2 bytes"));
-        assert!(read(Path::new("/dev/zero"), 10).unwrap_err().0.contains("not a regular file"));
+        assert!(read(&small, 2)
+            .unwrap_err()
+            .0
+            .contains("more than the 2 bytes"));
+        assert!(read(Path::new("/dev/zero"), 10)
+            .unwrap_err()
+            .0
+            .contains("not a regular file"));
         assert!(read(&dir, 10).unwrap_err().0.contains("not a regular file"));
         let fifo = dir.join("fifo");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let start = std::time::Instant::now();
-        assert!(read(&fifo, 10).unwrap_err().0.contains("not a regular file"));
+        assert!(read(&fifo, 10)
+            .unwrap_err()
+            .0
+            .contains("not a regular file"));
         assert!(start.elapsed() < std::time::Duration::from_secs(5));
         std::fs::remove_dir_all(&dir).unwrap();
     }

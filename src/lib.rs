@@ -37,5 +37,6 @@ mod observe;
 #[doc(hidden)]
 pub mod outcome;
 pub mod pipe;
+mod range;
 mod reply;
 mod secret;

@@ -46,7 +46,14 @@ pub fn run(config_path: &Path, sender: Option<&str>, recipients: &[String]) -> E
         finish.clone(),
     );
     let outcome = std::panic::catch_unwind(|| {
-        deliver(config_path, sender, recipients, received, &finish, &deadline)
+        deliver(
+            config_path,
+            sender,
+            recipients,
+            received,
+            &finish,
+            &deadline,
+        )
     })
     .unwrap_or_else(|_| Outcome::Temporary(Temporary::Local("internal error".into())));
     ExitCode::from(finish.exit(&outcome))

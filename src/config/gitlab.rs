@@ -2,6 +2,7 @@
 
 use super::error::Invalid;
 use crate::gitlab::Settings;
+use crate::range;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,13 +44,12 @@ pub(super) fn check(raw: RawGitlab, config_file: Option<PathBuf>) -> Result<Sett
             ))
         }
     };
-    if raw.timeout_secs == 0 {
-        return Err(Invalid::new("[gitlab] timeout_secs must be at least 1"));
-    }
+    let timeout_secs =
+        range::check("[gitlab] timeout_secs", raw.timeout_secs, 1..=600).map_err(Invalid::new)?;
     Ok(Settings {
         url,
         host,
-        timeout: Duration::from_secs(raw.timeout_secs),
+        timeout: Duration::from_secs(timeout_secs),
         ca_file: raw.ca_file,
         config_file,
     })

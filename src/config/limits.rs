@@ -2,12 +2,16 @@
 //! front doors and the delivery core enforce, and pipe mode's deadline.
 
 use super::error::Invalid;
+use crate::range;
 use serde::Deserialize;
 use std::time::Duration;
 
 /// `deliver_deadline_secs` when not set: well below Postfix's default
 /// `command_time_limit` (1000 s), so we defer before Postfix bounces.
 pub(super) const DEFAULT_DEADLINE: Duration = Duration::from_secs(120);
+
+/// The largest `max_message_size`: 2 GiB ("unlimited" is not a size).
+const MAX_MESSAGE_SIZE: usize = 2 << 30;
 
 /// The section as written.
 #[derive(Deserialize)]
@@ -28,11 +32,18 @@ impl Default for RawLimits {
 
 /// Checks the section: the size limit in bytes and the pipe deadline.
 pub(super) fn check(raw: RawLimits) -> Result<(usize, Duration), Invalid> {
-    if raw.max_message_size == 0 || raw.deliver_deadline_secs == 0 {
-        return Err(Invalid::new("[limits] values must be at least 1"));
-    }
-    Ok((
+    let size = range::check(
+        "[limits] max_message_size",
         raw.max_message_size,
-        Duration::from_secs(raw.deliver_deadline_secs),
+        1..=MAX_MESSAGE_SIZE,
+    );
+    let secs = range::check(
+        "[limits] deliver_deadline_secs",
+        raw.deliver_deadline_secs,
+        1..=900,
+    );
+    Ok((
+        size.map_err(Invalid::new)?,
+        Duration::from_secs(secs.map_err(Invalid::new)?),
     ))
 }

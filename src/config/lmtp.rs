@@ -2,6 +2,7 @@
 
 use super::error::Invalid;
 use crate::lmtp::Settings;
+use crate::range;
 use serde::Deserialize;
 use std::time::Duration;
 use toml::Spanned;
@@ -46,16 +47,27 @@ pub(super) fn check(lm: RawLmtp) -> Result<Settings, Invalid> {
                 "socket_mode must be an octal mode such as \"0660\"",
             )
         })?;
-    if lm.max_connections == 0 || lm.max_recipients == 0 || lm.idle_timeout_secs == 0 {
-        return Err(Invalid::new("[lmtp] limits must be at least 1"));
-    }
+    let n = |key, value, range| range::check(key, value, range).map_err(Invalid::new);
+    let secs = |key, value, range| Ok(Duration::from_secs(n(key, value, range)?));
     Ok(Settings {
+        max_connections: n(
+            "[lmtp] max_connections",
+            lm.max_connections as u64,
+            1..=4096,
+        )? as usize,
+        max_recipients: n(
+            "[lmtp] max_recipients",
+            lm.max_recipients as u64,
+            1..=10_000,
+        )? as usize,
+        idle_timeout: secs("[lmtp] idle_timeout_secs", lm.idle_timeout_secs, 1..=3600)?,
+        shutdown_grace: secs(
+            "[lmtp] shutdown_grace_secs",
+            lm.shutdown_grace_secs,
+            0..=3600,
+        )?,
         listen: lm.listen.into_iter().map(Spanned::into_inner).collect(),
         socket_mode,
-        max_connections: lm.max_connections,
-        max_recipients: lm.max_recipients,
-        idle_timeout: Duration::from_secs(lm.idle_timeout_secs),
-        shutdown_grace: Duration::from_secs(lm.shutdown_grace_secs),
     })
 }
 

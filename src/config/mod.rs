@@ -60,11 +60,12 @@ pub struct Config {
 impl Config {
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = crate::file::read_text(path, crate::file::CONFIG_MAX).map_err(|e| ConfigError {
-            file: path.to_path_buf(),
-            at: None,
-            message: format!("cannot read the configuration file: {e}"),
-        })?;
+        let text =
+            crate::file::read_text(path, crate::file::CONFIG_MAX).map_err(|e| ConfigError {
+                file: path.to_path_buf(),
+                at: None,
+                message: format!("cannot read the configuration file: {e}"),
+            })?;
         Config::parse(path, &text)
     }
 

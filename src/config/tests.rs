@@ -350,11 +350,40 @@ fn other_bad_values_are_refused() {
     for (section, phrase) in [
         (
             "[gitlab]\ntimeout_secs = 0\n",
-            "timeout_secs must be at least 1",
+            "[gitlab] timeout_secs = 0 is out of range: use 1 to 600",
         ),
-        ("[limits]\nmax_message_size = 0\n", "[limits] values"),
-        ("[limits]\ndeliver_deadline_secs = 0\n", "[limits] values"),
-        ("[lmtp]\nmax_connections = 0\n", "[lmtp] limits"),
+        (
+            "[gitlab]\ntimeout_secs = 9223372036854775807\n",
+            "timeout_secs = 9223372036854775807 is out of range",
+        ),
+        (
+            "[limits]\nmax_message_size = 0\n",
+            "[limits] max_message_size = 0 is out of range: use 1 to 2147483648",
+        ),
+        (
+            "[limits]\nmax_message_size = 9223372036854775807\n",
+            "max_message_size = 9223372036854775807 is out of range",
+        ),
+        (
+            "[limits]\ndeliver_deadline_secs = 0\n",
+            "[limits] deliver_deadline_secs = 0 is out of range: use 1 to 900",
+        ),
+        (
+            "[lmtp]\nmax_connections = 0\n",
+            "[lmtp] max_connections = 0 is out of range: use 1 to 4096",
+        ),
+        (
+            "[lmtp]\nidle_timeout_secs = 9223372036854775807\n",
+            "[lmtp] idle_timeout_secs = 9223372036854775807 is out of range",
+        ),
+        (
+            "[guard]\nslot_wait_secs = 9223372036854775807\n",
+            "[guard] slot_wait_secs = 9223372036854775807 is out of range: use 0 to 300",
+        ),
+        (
+            "[guard]\nbreaker_max_cooldown_secs = 4\n",
+            "[guard] breaker_max_cooldown_secs = 4 is out of range: use 5 to 86400",
+        ),
     ] {
         let text = if section.starts_with("[gitlab]") {
             minimal(&secret).replace("[gitlab]\n", section)

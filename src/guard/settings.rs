@@ -2,6 +2,7 @@
 //! their limits. Parsed by `config` (which reports errors with file, line
 //! and column); defaults are the and the packaged config's.
 
+use crate::range;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -81,26 +82,37 @@ impl Default for RawSettings {
 
 impl RawSettings {
     /// The checked settings, or what to fix.
+    /// Ranges: `loop_limit` 0 to 1,000,000; `loop_window_secs` 1 to
+    /// 604,800 (a week); `max_in_flight` 1 to 1024; `slot_wait_secs` 0 to
+    /// 300; `breaker_failures` 0 to 1,000,000; `breaker_max_cooldown_secs`
+    /// 5 (the first cool-down) to 86,400.
     pub fn check(self) -> Result<Settings, String> {
-        if self.max_in_flight == 0 {
-            return Err("[guard] max_in_flight must be at least 1".into());
-        }
+        let n = |key, value: u64, range| range::check(key, value, range);
+        let secs = |key, value, range| Ok::<_, String>(Duration::from_secs(n(key, value, range)?));
         if self.loop_limit > 0 && self.loop_window_secs == 0 {
             return Err("[guard] loop_window_secs must be at least 1 (or loop_limit = 0 to turn the loop breaker off)".into());
         }
-        if self.breaker_max_cooldown_secs < 5 {
-            return Err(
-                "[guard] breaker_max_cooldown_secs must be at least 5 (the first cool-down)".into(),
-            );
-        }
         Ok(Settings {
             null_sender: self.null_sender,
-            loop_limit: self.loop_limit,
-            loop_window: Duration::from_secs(self.loop_window_secs),
-            max_in_flight: self.max_in_flight,
-            slot_wait: Duration::from_secs(self.slot_wait_secs),
-            breaker_failures: self.breaker_failures,
-            breaker_max_cooldown: Duration::from_secs(self.breaker_max_cooldown_secs),
+            loop_limit: n("[guard] loop_limit", self.loop_limit as u64, 0..=1_000_000)? as usize,
+            loop_window: secs(
+                "[guard] loop_window_secs",
+                self.loop_window_secs,
+                0..=604_800,
+            )?,
+            max_in_flight: n("[guard] max_in_flight", self.max_in_flight as u64, 1..=1024)?
+                as usize,
+            slot_wait: secs("[guard] slot_wait_secs", self.slot_wait_secs, 0..=300)?,
+            breaker_failures: n(
+                "[guard] breaker_failures",
+                self.breaker_failures.into(),
+                0..=1_000_000,
+            )? as u32,
+            breaker_max_cooldown: secs(
+                "[guard] breaker_max_cooldown_secs",
+                self.breaker_max_cooldown_secs,
+                5..=86_400,
+            )?,
         })
     }
 }
