@@ -5,7 +5,7 @@
 //!
 //! Every wait is bounded. Timing assertions are upper bounds only.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::BTreeMap;

@@ -7,8 +7,8 @@
 //! for the optional recipient check, also the settings the fragment ships
 //! commented out.
 
-use crate::harness::DOMAIN;
-use crate::mailgate::Env;
+use super::harness::DOMAIN;
+use super::mailgate::Env;
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -6,7 +6,7 @@
 //! and passes. It replaces any copy of the package installed before and
 //! leaves the package purged.
 
-mod common;
+use crate::common;
 
 use common::{keygen, write_secret, TempDir};
 use gitlab_mailgate::config::{Config, LogTarget};

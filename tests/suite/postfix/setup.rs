@@ -3,8 +3,8 @@
 //! configuration and routes the domain, a second run changes nothing, and
 //! a dry run leaves Postfix's configuration directory as it was.
 
-use crate::harness::{tree_hash, Postfix, DOMAIN};
-use crate::mailgate::Env;
+use super::harness::{tree_hash, Postfix, DOMAIN};
+use super::mailgate::Env;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -65,7 +65,7 @@ fn setup(env: &Env, pf: &Postfix, yml: &std::path::Path, extra: &[&str]) -> (Opt
 
 #[test]
 fn setup_routes_an_unconfigured_postfix_and_a_second_run_changes_nothing() {
-    crate::preflight();
+    super::preflight();
     let env = Env::new();
     let outs = vec![env.dir.join("gitlab")];
     let _gitlab = env.gitlab(&outs[0], "ok");
@@ -104,10 +104,10 @@ fn setup_routes_an_unconfigured_postfix_and_a_second_run_changes_nothing() {
     assert!(!second.lines().any(|l| l.starts_with("change")), "{second}");
     assert!(second.contains("answers LHLO"), "{second}");
 
-    crate::send_from_alice_and_expect_delivery(
+    super::send_from_alice_and_expect_delivery(
         &pf,
         &outs,
-        &crate::incoming_rcpt(),
+        &super::incoming_rcpt(),
         "incoming_email",
         "setup-in",
     );
@@ -130,7 +130,7 @@ fn setup_routes_an_unconfigured_postfix_and_a_second_run_changes_nothing() {
 
 #[test]
 fn setup_dry_run_changes_nothing() {
-    crate::preflight();
+    super::preflight();
     let env = Env::new();
     let yml = omnibus_gitlab_yml(&env);
     let pf = Postfix::bare();
@@ -162,7 +162,7 @@ fn setup_dry_run_changes_nothing() {
 
 #[test]
 fn setup_copies_what_the_service_user_cannot_read() {
-    crate::preflight();
+    super::preflight();
     let env = Env::new();
     let outs = vec![env.dir.join("gitlab")];
     let _gitlab = env.gitlab(&outs[0], "ok");
@@ -203,10 +203,10 @@ fn setup_copies_what_the_service_user_cannot_read() {
     let (code, second) = setup(&env, &pf, &yml, &[]);
     assert_eq!(code, Some(0), "{second}");
     assert!(second.contains("setup: nothing changed"), "{second}");
-    crate::send_from_alice_and_expect_delivery(
+    super::send_from_alice_and_expect_delivery(
         &pf,
         &outs,
-        &crate::incoming_rcpt(),
+        &super::incoming_rcpt(),
         "incoming_email",
         "setup-copy",
     );

@@ -12,11 +12,11 @@
 //! case and make the first status depend on timing.
 
 use crate::common::StandIn;
-use crate::harness::{Postfix, Setup};
-use crate::mailgate::{free_port, Env, Serve};
-use crate::shipped::{self, Variant};
-use crate::standin::{connections_to, requests};
-use crate::{accepted, incoming_rcpt, message, preflight};
+use super::harness::{Postfix, Setup};
+use super::mailgate::{free_port, Env, Serve};
+use super::shipped::{self, Variant};
+use super::standin::{connections_to, requests};
+use super::{accepted, incoming_rcpt, message, preflight};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

@@ -6,10 +6,10 @@
 //! down and coming back, while `/livez` stays 200.
 
 use crate::common::{http_get, project_file, promtool_check_metrics};
-use crate::harness::{Postfix, DOMAIN};
-use crate::mailgate::{free_port, Env};
-use crate::shipped::Variant;
-use crate::{incoming_rcpt, message, postfix_for, preflight, service_desk_rcpt};
+use super::harness::{Postfix, DOMAIN};
+use super::mailgate::{free_port, Env};
+use super::shipped::Variant;
+use super::{incoming_rcpt, message, postfix_for, preflight, service_desk_rcpt};
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

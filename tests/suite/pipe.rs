@@ -6,7 +6,7 @@
 //! log line, and that no secret or token is ever printed (checked by the
 //! helpers on every run).
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //!
 //! Loopback only; every wait bounded; nothing asserts on timing.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::BTreeSet;

@@ -4,11 +4,11 @@
 //! measured (`-- --nocapture`) before asserting on them.
 
 use crate::common::StandIn;
-use crate::harness::{Postfix, Setup};
-use crate::mailgate::Env;
-use crate::shipped::{self, Variant};
-use crate::standin::requests;
-use crate::{accepted, incoming_rcpt, message, preflight};
+use super::harness::{Postfix, Setup};
+use super::mailgate::Env;
+use super::shipped::{self, Variant};
+use super::standin::requests;
+use super::{accepted, incoming_rcpt, message, preflight};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

@@ -8,8 +8,7 @@
 //! turns (see [`harness::Postfix`]). Waits are bounded polls; run with
 //! `-- --nocapture` to see the Postfix log lines each test relied on.
 
-#[path = "../common/mod.rs"]
-mod common;
+use crate::common;
 mod faults;
 mod guard;
 mod harness;

@@ -126,7 +126,7 @@ impl Postfix {
         let pf = Postfix {
             config: etc.display().to_string(),
             log: dir.join("maillog"),
-            smtp_addr: format!("127.0.0.1:{}", crate::mailgate::free_port()),
+            smtp_addr: format!("127.0.0.1:{}", super::mailgate::free_port()),
             dir,
             system_config_hash,
         };

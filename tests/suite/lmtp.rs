@@ -5,7 +5,7 @@
 //! Replies are compared as (code, enhanced code). Every wait is bounded;
 //! nothing asserts on timing.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::os::unix::fs::PermissionsExt;

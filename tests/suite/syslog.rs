@@ -8,7 +8,7 @@
 //! GitLab unreachable (a closed loopback port) is deferred, which goes
 //! through the code that reads the secret and signs the token.
 
-mod common;
+use crate::common;
 
 use common::{write_secret, TempDir};
 use std::io::{Read, Write};

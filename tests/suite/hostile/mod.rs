@@ -8,8 +8,6 @@
 //! and, for the nasty cases, that its peak memory stayed bounded. Waits are
 //! bounded; nothing asserts on timing.
 
-#[path = "../common/mod.rs"]
-mod common;
 
 mod commands;
 mod connections;

@@ -154,7 +154,7 @@ target = "stderr"
 [guard]
 {guard}
 "#,
-            domain = crate::harness::DOMAIN,
+            domain = super::harness::DOMAIN,
             incoming = self.incoming_secret.display(),
             sd = self.service_desk_secret.display(),
             port = self.lmtp_port,

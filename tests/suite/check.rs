@@ -1,7 +1,7 @@
 //! `gitlab-mailgate check` against the GitLab stand-in: every check passes
 //! on a good setup, and each broken piece gives a FAIL line and exit 1.
 
-mod common;
+use crate::common;
 
 use common::{Settings, TestEnv};
 

@@ -3,7 +3,7 @@
 //! the GitLab stand-in. Replies are compared as (code, enhanced code); the
 //! stand-in's request log says what reached GitLab.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::process::{Command, Stdio};
