@@ -3,11 +3,11 @@
 
 use crate::common;
 
-use common::{Settings, TestEnv};
+use common::{Settings, StandIn, TestEnv};
 
 #[test]
 fn passes_against_a_gitlab_that_answers_401_to_a_bad_token() {
-    let (env, _standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, _standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let out = env.check();
     let text = out.out();
     assert_eq!(out.code, Some(0), "{text}");
@@ -28,7 +28,7 @@ fn fails_when_gitlab_is_down_or_the_route_is_missing() {
         out.out()
     );
 
-    let (env, _standin) = TestEnv::with_standin("404", |_| {});
+    let (env, _standin) = TestEnv::with_standin(StandIn::builder().mode("404"), |_| {});
     let out = env.check();
     assert_eq!(out.code, Some(1));
     assert!(out.out().contains("answers 404"), "{}", out.out());
@@ -36,7 +36,7 @@ fn fails_when_gitlab_is_down_or_the_route_is_missing() {
 
 #[test]
 fn fails_on_a_group_writable_secret_and_names_the_line() {
-    let (env, _standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, _standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&env.incoming_secret, std::fs::Permissions::from_mode(0o660)).unwrap();
     let out = env.check();
@@ -51,7 +51,7 @@ fn fails_on_a_group_writable_secret_and_names_the_line() {
 
 #[test]
 fn warns_when_the_incoming_domain_is_gitlabs_own() {
-    let (env, _standin) = TestEnv::with_standin("ok", |s| {
+    let (env, _standin) = TestEnv::with_standin(StandIn::builder(), |s| {
         s.gitlab_extra = "host = \"gitlab.incoming.example.com\"".into();
     });
     let out = env.check();
@@ -65,13 +65,13 @@ fn warns_when_the_incoming_domain_is_gitlabs_own() {
 
 #[test]
 fn reports_which_token_mode_each_mailbox_uses() {
-    let keys = common::TempDir::new();
+    let keys = common::temp_dir();
     let (key, public) = common::keygen(keys.path(), "incoming_email", "in.pem");
     let extra = common::Extra {
         public_keys: vec![("incoming_email".into(), public)],
         clock_offset: 0,
     };
-    let (env, _standin) = TestEnv::with_standin_extra("ok", &extra, |s| {
+    let (env, _standin) = TestEnv::with_standin(StandIn::builder().extra(&extra), |s| {
         s.incoming_extra = common::signing_key_line(&key);
     });
     let out = env.check();
@@ -96,7 +96,7 @@ fn skew_line(offset: i64) -> (Option<i32>, String) {
         clock_offset: offset,
         ..Default::default()
     };
-    let (env, _standin) = TestEnv::with_standin_extra("ok", &extra, |_| {});
+    let (env, _standin) = TestEnv::with_standin(StandIn::builder().extra(&extra), |_| {});
     let out = env.check();
     let text = out.out();
     let line = text
@@ -143,7 +143,7 @@ fn gitlab_yml_with_public_key(dir: &std::path::Path, public: &std::path::Path) -
 
 #[test]
 fn with_gitlabs_file_it_finds_our_signing_key_among_gitlabs_public_keys() {
-    let keys = common::TempDir::new();
+    let keys = common::temp_dir();
     let (key, public) = common::keygen(keys.path(), "incoming_email", "in.pem");
     let (_other, other_public) = common::keygen(keys.path(), "incoming_email", "other.pem");
     let extra = common::Extra {
@@ -152,7 +152,7 @@ fn with_gitlabs_file_it_finds_our_signing_key_among_gitlabs_public_keys() {
     };
     for (gitlab_has, ok) in [(&public, true), (&other_public, false)] {
         let yml = gitlab_yml_with_public_key(keys.path(), gitlab_has);
-        let (env, _standin) = TestEnv::with_standin_extra("ok", &extra, |s| {
+        let (env, _standin) = TestEnv::with_standin(StandIn::builder().extra(&extra), |s| {
             s.incoming_extra = common::signing_key_line(&key);
             s.gitlab_extra = format!("config_file = {yml}");
         });

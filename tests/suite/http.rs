@@ -26,7 +26,7 @@ fn metrics(addr: &str) -> BTreeMap<String, f64> {
 }
 
 fn wait_ready(addr: &str, status: u16) -> bool {
-    wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), POLL, || {
         http_get(addr, "/readyz", None).status == status
     })
 }
@@ -34,7 +34,7 @@ fn wait_ready(addr: &str, status: u16) -> bool {
 #[test]
 fn probes_and_formats() {
     let mut http = String::new();
-    let (env, _standin) = TestEnv::with_standin("ok", |s| http = with_http(s, ""));
+    let (env, _standin) = TestEnv::with_standin(StandIn::builder(), |s| http = with_http(s, ""));
     let server = Server::start(&env);
     assert!(server.wait_log("http on ", 1), "{}", server.log_text());
 
@@ -72,7 +72,7 @@ fn probes_and_formats() {
 #[test]
 fn bounded_requests_never_stall_lmtp() {
     let mut http = String::new();
-    let (env, _standin) = TestEnv::with_standin("ok", |s| http = with_http(s, ""));
+    let (env, _standin) = TestEnv::with_standin(StandIn::builder(), |s| http = with_http(s, ""));
     let server = Server::start(&env);
     assert!(server.wait_log("http on ", 1), "{}", server.log_text());
 
@@ -114,7 +114,7 @@ fn bounded_requests_never_stall_lmtp() {
 #[test]
 fn counters_are_exact_after_a_known_mix() {
     let mut http = String::new();
-    let (env, mut standin) = TestEnv::with_standin("ok", |s| {
+    let (env, mut standin) = TestEnv::with_standin(StandIn::builder(), |s| {
         s.max_message_size = 4096;
         http = with_http(s, "max_recipients = 2");
     });
@@ -214,7 +214,7 @@ fn counters_are_exact_after_a_known_mix() {
     ];
     // The connection thread may still be closing: wait (bounded) for it.
     let mut got = metrics(&http);
-    wait_until(WAIT, || {
+    wait_until(WAIT, POLL, || {
         got = metrics(&http);
         got.get("gitlab_mailgate_lmtp_connections_open") == Some(&0.0)
     });
@@ -266,7 +266,7 @@ fn counters_are_exact_after_a_known_mix() {
 #[test]
 fn readyz_follows_gitlab_and_credentials() {
     let mut http = String::new();
-    let (env, mut standin) = TestEnv::with_standin("ok", |s| http = with_http(s, ""));
+    let (env, mut standin) = TestEnv::with_standin(StandIn::builder(), |s| http = with_http(s, ""));
     let server = Server::start(&env);
     assert!(server.wait_log("http on ", 1), "{}", server.log_text());
     assert!(wait_ready(&http, 200));
@@ -291,7 +291,7 @@ fn readyz_follows_gitlab_and_credentials() {
     // A secret that no longer loads (checked every 10 s).
     std::fs::write(&env.incoming_secret, "not base64\n").unwrap();
     assert!(
-        wait_until(Duration::from_secs(15), || {
+        wait_until(Duration::from_secs(15), POLL, || {
             let a = http_get(&http, "/readyz", None);
             a.status == 503 && a.body.contains("incoming_email")
         }),

@@ -23,7 +23,7 @@ fn start_data(c: &mut Client, rcpts: &[&str]) {
 
 #[test]
 fn delivers_per_recipient_and_refuses_unknown_recipients_at_rcpt() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let server = Server::start(&env);
     let mut c = server.connect();
     c.hello();
@@ -59,7 +59,7 @@ fn delivers_per_recipient_and_refuses_unknown_recipients_at_rcpt() {
 
 #[test]
 fn each_recipient_gets_its_own_outcome() {
-    let (env, _standin) = TestEnv::with_standin("500,ok", |_| {});
+    let (env, _standin) = TestEnv::with_standin(StandIn::builder().mode("500,ok"), |_| {});
     let server = Server::start(&env);
     let mut c = server.connect();
     c.hello();
@@ -82,7 +82,7 @@ fn gitlab_down_is_a_temporary_failure() {
 
 #[test]
 fn oversize_message_is_refused_per_recipient_and_not_posted() {
-    let (env, standin) = TestEnv::with_standin("ok", |s| s.max_message_size = 2000);
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |s| s.max_message_size = 2000);
     let server = Server::start(&env);
     let mut c = server.connect();
     c.hello();
@@ -99,7 +99,7 @@ fn oversize_message_is_refused_per_recipient_and_not_posted() {
 
 #[test]
 fn a_connection_dropped_in_data_posts_nothing() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let server = Server::start(&env);
     {
         let mut c = server.connect();
@@ -114,9 +114,9 @@ fn a_connection_dropped_in_data_posts_nothing() {
 
 #[test]
 fn unix_socket_with_mode_and_swaks_pipelining() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let socket = dir.path().join("lmtp.sock");
-    let (env, standin) = TestEnv::with_standin("ok", |s| {
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |s| {
         s.lmtp_listen = vec![format!("unix:{}", socket.display())];
         s.extra = "socket_mode = \"0620\"\n".into();
     });
@@ -190,7 +190,7 @@ fn an_idle_client_is_told_and_dropped() {
 
 #[test]
 fn sigterm_lets_the_transaction_finish_then_exits_0() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let server = Server::start(&env);
     let mut idle = server.connect();
     idle.hello();
@@ -221,7 +221,7 @@ fn bad_configuration_names_the_place() {
 
 #[test]
 fn envelope_domain_in_capitals_reaches_its_key() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let server = Server::start(&env);
     let mut c = server.connect();
     c.hello();
@@ -247,7 +247,7 @@ fn envelope_domain_in_capitals_reaches_its_key() {
 
 #[test]
 fn rcpt_accepts_exactly_the_key_shapes_gitlabs_handlers_take() {
-    let (env, _standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, _standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let server = Server::start(&env);
     let mut c = server.connect();
     c.hello();
@@ -292,12 +292,14 @@ fn es256_env(key: &std::path::Path, public: &std::path::Path, offset: i64) -> (T
         public_keys: vec![("incoming_email".into(), public.to_path_buf())],
         clock_offset: offset,
     };
-    TestEnv::with_standin_extra("ok", &extra, |s| s.incoming_extra = signing_key_line(key))
+    TestEnv::with_standin(StandIn::builder().extra(&extra), |s| {
+        s.incoming_extra = signing_key_line(key)
+    })
 }
 
 #[test]
 fn es256_tokens_carry_gitlabs_kid_and_verify_with_the_public_key() {
-    let keys = TempDir::new();
+    let keys = temp_dir();
     let (key, public) = keygen(keys.path(), "incoming_email", "in.pem");
     let (env, standin) = es256_env(&key, &public, 0);
     let server = Server::start(&env);
@@ -324,7 +326,7 @@ fn es256_tokens_carry_gitlabs_kid_and_verify_with_the_public_key() {
 
 #[test]
 fn a_token_from_another_key_is_refused_and_deferred_4_7_0() {
-    let keys = TempDir::new();
+    let keys = temp_dir();
     let (_, known) = keygen(keys.path(), "incoming_email", "known.pem");
     let (other, _) = keygen(keys.path(), "incoming_email", "other.pem");
     let (env, standin) = es256_env(&other, &known, 0);
@@ -339,7 +341,7 @@ fn a_token_from_another_key_is_refused_and_deferred_4_7_0() {
 
 #[test]
 fn gitlab_clocks_two_minutes_off_either_way_still_accept_our_tokens() {
-    let keys = TempDir::new();
+    let keys = temp_dir();
     let (key, public) = keygen(keys.path(), "incoming_email", "in.pem");
     // Both token kinds, GitLab's clock 120 s behind and 120 s ahead.
     for offset in [-120, 120] {

@@ -8,7 +8,7 @@
 
 use crate::common;
 
-use common::{keygen, write_secret, TempDir};
+use common::{keygen, temp_dir, write_secret};
 use gitlab_mailgate::config::{Config, LogTarget};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -66,7 +66,7 @@ fn uncomment_settings(text: &str) -> String {
 
 #[test]
 fn packaged_config_is_accepted_and_shows_the_real_defaults() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let text = packaged_config(dir.path());
     let path = dir.path().join("config.toml");
 

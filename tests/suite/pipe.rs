@@ -53,7 +53,7 @@ fn log_line_for<'a>(output: &'a str, rcpt: &str) -> &'a str {
 
 #[test]
 fn delivered_message_reaches_gitlab_byte_for_byte() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     // CRLF and LF mixed, 8-bit bytes, a NUL and a dot line: all passed as is.
     let mut msg = message("exact-bytes");
     msg.extend_from_slice(
@@ -108,7 +108,7 @@ fn delivered_message_reaches_gitlab_byte_for_byte() {
 
 #[test]
 fn success_prints_nothing_on_stdout() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let run = env.deliver(&[INCOMING_RCPT], &message("quiet"));
     assert_eq!(run.code, Some(0), "{}", run.err());
     assert!(run.stdout.is_empty(), "stdout: {:?}", run.out());
@@ -118,7 +118,7 @@ fn success_prints_nothing_on_stdout() {
 
 #[test]
 fn service_desk_recipient_goes_to_the_service_desk_mailbox() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let msg = message("service-desk");
     let run = env.deliver(&[SERVICE_DESK_RCPT], &msg);
     assert_eq!(run.code, Some(0), "{}", run.err());
@@ -142,7 +142,7 @@ fn service_desk_recipient_goes_to_the_service_desk_mailbox() {
 
 #[test]
 fn gitlab_answers_map_to_exit_status_and_dsn() {
-    let (env, mut standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, mut standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let rows = [
         ("400", 69, "5.3.4 ", "bounced (552 5.3.4"),
         ("401", 75, "4.7.0 ", "deferred (451 4.7.0"),
@@ -169,7 +169,7 @@ fn gitlab_answers_map_to_exit_status_and_dsn() {
 #[test]
 fn a_wrong_secret_is_deferred_as_not_authorized() {
     // The stand-in really checks the JWT: sign with a secret GitLab does not have.
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     write_file(&env.incoming_secret, new_secret_text().as_bytes(), 0o600);
     let run = env.deliver_merged(&[INCOMING_RCPT], &message("wrong-secret"));
     assert_dsn_first(&run, 75, "4.7.0 ");
@@ -181,14 +181,14 @@ fn a_wrong_secret_is_deferred_as_not_authorized() {
 
 #[test]
 fn es256_delivers_and_a_key_gitlab_does_not_know_is_deferred() {
-    let keys = TempDir::new();
+    let keys = temp_dir();
     let (known, public) = keygen(keys.path(), "incoming_email", "known.pem");
     let (other, _) = keygen(keys.path(), "incoming_email", "other.pem");
     let extra = Extra {
         public_keys: vec![("incoming_email".into(), public)],
         clock_offset: 0,
     };
-    let (env, standin) = TestEnv::with_standin_extra("ok", &extra, |s| {
+    let (env, standin) = TestEnv::with_standin(StandIn::builder().extra(&extra), |s| {
         s.incoming_extra = signing_key_line(&known)
     });
     let run = env.deliver_merged(&[INCOMING_RCPT], &message("es256"));
@@ -221,7 +221,8 @@ fn gitlab_down_is_deferred_as_no_answer() {
 
 #[test]
 fn a_hanging_gitlab_times_out_and_is_deferred() {
-    let (env, standin) = TestEnv::with_standin("hang", |s| s.timeout_secs = 2);
+    let (env, standin) =
+        TestEnv::with_standin(StandIn::builder().mode("hang"), |s| s.timeout_secs = 2);
     let run = env.deliver_merged(&[INCOMING_RCPT], &message("hang"));
     assert_dsn_first(&run, 75, "4.4.");
     assert_eq!(standin.requests().len(), 1, "the request did arrive");
@@ -230,7 +231,7 @@ fn a_hanging_gitlab_times_out_and_is_deferred() {
 
 #[test]
 fn a_reset_connection_is_deferred() {
-    let (env, standin) = TestEnv::with_standin("reset", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder().mode("reset"), |_| {});
     let run = env.deliver_merged(&[INCOMING_RCPT], &message("reset"));
     assert_dsn_first(&run, 75, "4.4.");
     assert_eq!(standin.requests()[0].status, "reset");
@@ -238,7 +239,8 @@ fn a_reset_connection_is_deferred() {
 
 #[test]
 fn a_slow_but_timely_answer_is_delivered() {
-    let (env, standin) = TestEnv::with_standin("slow:300", |s| s.timeout_secs = 30);
+    let (env, standin) =
+        TestEnv::with_standin(StandIn::builder().mode("slow:300"), |s| s.timeout_secs = 30);
     let run = env.deliver(&[INCOMING_RCPT], &message("slow"));
     assert_eq!(run.code, Some(0), "{}", run.err());
     assert_eq!(standin.bodies().len(), 1);
@@ -246,7 +248,7 @@ fn a_slow_but_timely_answer_is_delivered() {
 
 #[test]
 fn the_deadline_defers_a_delivery_that_takes_too_long() {
-    let (env, standin) = TestEnv::with_standin("hang", |s| {
+    let (env, standin) = TestEnv::with_standin(StandIn::builder().mode("hang"), |s| {
         s.deadline_secs = 1;
         s.timeout_secs = 30;
     });
@@ -262,7 +264,7 @@ fn the_deadline_defers_a_delivery_that_takes_too_long() {
 
 #[test]
 fn unknown_recipients_bounce_without_asking_gitlab() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     for rcpt in [
         UNKNOWN_RCPT,
         // In the domain, but no template or base address matches it.
@@ -286,7 +288,7 @@ fn unknown_recipients_bounce_without_asking_gitlab() {
 
 #[test]
 fn a_message_over_the_size_limit_bounces_without_asking_gitlab() {
-    let (env, standin) = TestEnv::with_standin("ok", |s| s.max_message_size = 1000);
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |s| s.max_message_size = 1000);
     let mut big = message("big");
     big.resize(5000, b'x');
     let run = env.deliver_merged(&[INCOMING_RCPT], &big);
@@ -303,7 +305,7 @@ fn a_message_over_the_size_limit_bounces_without_asking_gitlab() {
 
 #[test]
 fn local_problems_defer_and_never_exit_otherwise() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let msg = message("local");
 
     // The configuration file is missing.
@@ -350,7 +352,7 @@ fn local_problems_defer_and_never_exit_otherwise() {
 
 #[test]
 fn several_recipients_one_unknown_bounces_that_one() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let msg = message("two-rcpts");
     let run = env.deliver_merged(&[INCOMING_RCPT, UNKNOWN_RCPT], &msg);
     assert_dsn_first(&run, 67, "5.1.1 ");
@@ -364,7 +366,7 @@ fn several_recipients_one_unknown_bounces_that_one() {
 #[test]
 fn several_recipients_one_failing_defers_all() {
     // First request answered 200, the second 500.
-    let (env, standin) = TestEnv::with_standin("ok,500", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder().mode("ok,500"), |_| {});
     let msg = message("ok-then-500");
     let run = env.deliver_merged(&[INCOMING_RCPT, SERVICE_DESK_RCPT, UNKNOWN_RCPT], &msg);
     // A temporary failure wins: Postfix retries rather than lose the message.
@@ -390,7 +392,7 @@ fn several_recipients_one_failing_defers_all() {
 #[test]
 fn stand_in_mode_switches_at_run_time() {
     // The helpers themselves: mode switching and waiting are bounded.
-    let (env, mut standin) = TestEnv::with_standin("500", |_| {});
+    let (env, mut standin) = TestEnv::with_standin(StandIn::builder().mode("500"), |_| {});
     let run = env.deliver(&[INCOMING_RCPT], &message("first"));
     assert_eq!(run.code, Some(75));
     standin.set_mode("ok");
@@ -410,21 +412,12 @@ fn stand_in_mode_switches_at_run_time() {
 fn https_with_the_configured_ca_file() {
     let mut settings = Settings::default();
     let env = TestEnv::new(&settings);
-    let Some(certs) = tls_certificates(env.dir()) else {
-        println!("skipped: the openssl command is not available");
-        return;
-    };
-    let secrets = [
-        ("incoming_email", env.incoming_secret.as_path()),
-        ("service_desk_email", env.service_desk_secret.as_path()),
-    ];
-    let standin = StandIn::spawn(
-        &secrets,
-        &env.dir().join("standin"),
-        "ok",
-        None,
-        Some((&certs.cert, &certs.key)),
-    );
+    let certs = tls_certificates(env.dir());
+    let standin = StandIn::builder()
+        .secret("incoming_email", &env.incoming_secret)
+        .secret("service_desk_email", &env.service_desk_secret)
+        .tls(&certs.cert, &certs.key)
+        .spawn(&env.dir().join("standin"));
     assert!(standin.url().starts_with("https://"));
     settings.gitlab_url = standin.url();
 
@@ -447,7 +440,7 @@ fn https_with_the_configured_ca_file() {
 
 #[test]
 fn envelope_domain_in_capitals_reaches_its_key() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let rcpt = format!("incoming+{KEY}@INCOMING.EXAMPLE.COM");
     let msg = keyless_message("capitals");
     let run = env.deliver_merged(&["--sender", "alice@example.org", &rcpt], &msg);
@@ -463,7 +456,7 @@ fn envelope_domain_in_capitals_reaches_its_key() {
 
 #[test]
 fn logged_key_is_the_key_gitlab_finds_in_the_posted_bytes() {
-    let (env, standin) = TestEnv::with_standin("ok", |s| {
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |s| {
         s.gitlab_extra = format!("host = \"{GITLAB_HOST}\"");
     });
     // The base address gives no key (it all comes from the headers); the

@@ -24,7 +24,7 @@ fn transaction(c: &mut Client, rcpt: &str, subject: &str, code: u16, enhanced: &
 
 #[test]
 fn serve_logs_no_secret_and_no_token_whatever_gitlab_answers() {
-    let (env, mut standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, mut standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let server = Server::start(&env);
     let mut c = server.connect();
     c.hello();
@@ -129,7 +129,7 @@ fn serve_listens_only_on_the_configured_address() {
     assert_not_served(&format!("[::1]:{port}"));
 
     // Only a unix socket configured: no TCP at all.
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let socket = dir.path().join("lmtp.sock");
     let env = TestEnv::new(&Settings {
         lmtp_listen: vec![format!("unix:{}", socket.display())],
@@ -187,7 +187,7 @@ const NOT_GITLAB: [&str; 12] = [
 
 #[test]
 fn recipients_that_are_no_gitlab_address_never_cause_a_request() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let mut server = Server::start(&env);
     let mut c = server.connect();
     c.hello();

@@ -10,7 +10,7 @@
 
 use crate::common;
 
-use common::{write_secret, TempDir};
+use common::{temp_dir, write_secret};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -140,7 +140,7 @@ fn check_datagrams<'a>(run: &'a Run, secrets: &[&str]) -> Vec<&'a str> {
 
 #[test]
 fn pipe_mode_logs_to_syslog_with_facility_mail_and_no_secret() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let socket_path = dir.path().join("log.sock");
     let socket = UnixDatagram::bind(&socket_path).expect("bind the syslog socket");
     socket.set_nonblocking(true).expect("non-blocking socket");

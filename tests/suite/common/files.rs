@@ -1,4 +1,4 @@
-//! Files the tests make: temporary directories, files with exact modes,
+//! Files the tests make: temporary directories (the `tempfile` crate's), files with exact modes,
 //! secrets as GitLab writes them and mailbox keys from `keygen`.
 
 use super::{bin, run, toml_string};
@@ -9,49 +9,24 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use tempfile::TempDir;
 
-/// A directory under `std::env::temp_dir()`, removed on drop (kept when
-/// `GITLAB_MAILGATE_KEEP_TEST_DIRS` is set, for looking at a failure).
-pub struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    /// Creates a new, empty directory with a unique name.
-    pub fn new() -> TempDir {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        for _ in 0..100 {
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            let path = std::env::temp_dir().join(format!(
-                "gitlab-mailgate-test-{}-{}-{nanos}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            ));
-            if fs::create_dir(&path).is_ok() {
-                return TempDir { path };
-            }
-        }
-        panic!("cannot create a temporary directory");
+/// A new, empty directory under `std::env::temp_dir()`, removed on drop
+/// (kept when `GITLAB_MAILGATE_KEEP_TEST_DIRS` is set, for looking at a
+/// failure). Mode 0755 like a directory made with the usual umask, not
+/// tempfile's 0700: some tests run children as other users.
+pub fn temp_dir() -> TempDir {
+    let keep = std::env::var_os("GITLAB_MAILGATE_KEEP_TEST_DIRS").is_some();
+    let dir = tempfile::Builder::new()
+        .prefix("gitlab-mailgate-test-")
+        .permissions(fs::Permissions::from_mode(0o755))
+        .disable_cleanup(keep)
+        .tempdir()
+        .expect("create a temporary directory");
+    if keep {
+        eprintln!("keeping {}", dir.path().display());
     }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::env::var_os("GITLAB_MAILGATE_KEEP_TEST_DIRS").is_none() {
-            let _ = fs::remove_dir_all(&self.path);
-        } else {
-            eprintln!("kept {}", self.path.display());
-        }
-    }
+    dir
 }
 
 /// Writes `contents` to `path` with permission bits `mode` (exactly: the

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: a temporary directory with
 //! secret files and a configuration ([`TestEnv`]; the files themselves in
-//! `files.rs`, the only [`TempDir`] and secret writer), the GitLab stand-in
+//! `files.rs`, with [`temp_dir`] and the secret writer), the GitLab stand-in
 //! process ([`StandIn`], in `standin.rs`), running the binary with bounded
 //! time ([`run`]), a running `serve` ([`Server`], in `serve.rs`) and a raw
 //! LMTP client for it ([`Client`], in `lmtp.rs`), what GitLab makes of a
@@ -12,9 +12,6 @@
 //! every child process is killed when its owner is dropped. Nothing here
 //! asserts on timing.
 
-// Each test crate uses only some of these helpers.
-#![allow(dead_code)]
-
 mod files;
 mod http;
 mod keys;
@@ -25,25 +22,15 @@ mod serve;
 mod standin;
 mod tls;
 
-// Not every test crate uses every re-export.
-#[allow(unused_imports)]
-pub use files::{keygen, new_secret_text, signing_key_line, write_file, write_secret, TempDir};
-#[allow(unused_imports)]
-pub use http::{http_get, http_raw, parse_answer, promtool_check_metrics, samples, HttpAnswer};
-#[allow(unused_imports)]
+pub use files::{keygen, new_secret_text, signing_key_line, temp_dir, write_file, write_secret};
+pub use http::{http_get, http_raw, parse_answer, promtool_check_metrics, samples};
 pub use keys::{key_in_posted, keyless_message, logged_key, own_emails, GITLAB_HOST, OTHER_KEY};
-#[allow(unused_imports)]
-pub use lmtp::{stuffed, Client, Reply, Stream, WAIT};
-#[allow(unused_imports)]
+pub use lmtp::{stuffed, Client, WAIT};
 pub use procfs::listening_sockets;
-#[allow(unused_imports)]
-pub use run::{run, run_merged, wait_bounded, Run, RUN_LIMIT};
-#[allow(unused_imports)]
+pub use run::{run, run_merged, wait_bounded, Run};
 pub use serve::{normal_delivery, Server};
-#[allow(unused_imports)]
-pub use standin::{recorded_requests, Body, Extra, Request, StandIn};
-#[allow(unused_imports)]
-pub use tls::{tls_certificates, Certificates};
+pub use standin::{recorded_requests, Extra, StandIn, StandInBuilder};
+pub use tls::tls_certificates;
 
 use std::fs;
 use std::net::TcpListener;
@@ -106,20 +93,47 @@ pub fn expected_body(rcpt: &str, message: &[u8]) -> Vec<u8> {
     body
 }
 
-/// Waits until `condition` holds, checking every 20 ms for at most
-/// `limit`; returns whether it held. Callers assert on the result, never
-/// on how long it took.
-pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+/// How often [`wait_until`] checks when the caller has no reason to pick
+/// another interval.
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// What a probe given to [`wait_until`] answers: `true` or `Some(value)`
+/// once what it waits for has happened.
+pub trait Ready {
+    /// Whether the wait is over.
+    fn is_ready(&self) -> bool;
+}
+
+impl Ready for bool {
+    fn is_ready(&self) -> bool {
+        *self
     }
+}
+
+impl<T> Ready for Option<T> {
+    fn is_ready(&self) -> bool {
+        self.is_some()
+    }
+}
+
+/// The one poll loop of the tests: calls `probe` every `every` until its
+/// answer [is ready](Ready), for at most `limit` (and at most
+/// `limit / every + 1` times); returns its last answer (`true` or
+/// `Some(value)` when it got ready, else the last `false` or `None`).
+/// Callers decide what a timeout means (assert, or panic saying what they
+/// waited for), never on how long it took.
+pub fn wait_until<R: Ready>(limit: Duration, every: Duration, mut probe: impl FnMut() -> R) -> R {
+    let deadline = Instant::now() + limit;
+    let checks = limit.as_millis() / every.as_millis().max(1) + 1;
+    let mut answer = probe();
+    for _ in 0..checks {
+        if answer.is_ready() || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(every.min(deadline.saturating_duration_since(Instant::now())));
+        answer = probe();
+    }
+    answer
 }
 
 /// A loopback TCP port that nothing listens on (bound once, then freed).
@@ -185,7 +199,7 @@ pub fn toml_string(s: &str) -> String {
 /// `service_desk.secret`, mode 0600) and a configuration file written from
 /// [`Settings`] (log target stderr).
 pub struct TestEnv {
-    dir: TempDir,
+    dir: tempfile::TempDir,
     /// The configuration file.
     pub config: PathBuf,
     /// The `incoming_email` secret file.
@@ -198,7 +212,7 @@ impl TestEnv {
     /// Creates the directory and the secrets, and writes a configuration
     /// from `settings`.
     pub fn new(settings: &Settings) -> TestEnv {
-        let dir = TempDir::new();
+        let dir = temp_dir();
         let incoming_secret = dir.path().join("incoming.secret");
         let service_desk_secret = dir.path().join("service_desk.secret");
         write_secret(&incoming_secret);
@@ -213,27 +227,19 @@ impl TestEnv {
         env
     }
 
-    /// An environment with a stand-in in `mode`, and a configuration
+    /// An environment with the stand-in `standin` describes (knowing
+    /// both secrets, recording into `DIR/standin`), and a configuration
     /// pointing at it built by `adjust` from the defaults.
-    pub fn with_standin(mode: &str, adjust: impl FnOnce(&mut Settings)) -> (TestEnv, StandIn) {
-        TestEnv::with_standin_extra(mode, &Extra::default(), adjust)
-    }
-
-    /// [`with_standin`](Self::with_standin) with a stand-in that also has
-    /// `extra` (public keys, a shifted clock).
-    pub fn with_standin_extra(
-        mode: &str,
-        extra: &Extra,
+    pub fn with_standin(
+        standin: StandInBuilder,
         adjust: impl FnOnce(&mut Settings),
     ) -> (TestEnv, StandIn) {
         let mut settings = Settings::default();
         let env = TestEnv::new(&settings);
-        let secrets = [
-            ("incoming_email", env.incoming_secret.as_path()),
-            ("service_desk_email", env.service_desk_secret.as_path()),
-        ];
-        let out = env.dir().join("standin");
-        let standin = StandIn::spawn_with(&secrets, &out, mode, None, None, extra);
+        let standin = standin
+            .secret("incoming_email", &env.incoming_secret)
+            .secret("service_desk_email", &env.service_desk_secret)
+            .spawn(&env.dir().join("standin"));
         settings.gitlab_url = standin.url();
         adjust(&mut settings);
         env.write_config(&settings);

@@ -6,7 +6,7 @@
 //! here asserts on timing.
 
 use super::lmtp::{stuffed, Client, WAIT};
-use super::{crlf_message, wait_bounded, wait_until, TestEnv, INCOMING_RCPT};
+use super::{crlf_message, wait_bounded, wait_until, TestEnv, INCOMING_RCPT, POLL};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -55,7 +55,7 @@ impl Server {
             addr: String::new(),
         };
         let mut exited = false;
-        let ready = wait_until(WAIT, || {
+        let ready = wait_until(WAIT, POLL, || {
             exited = matches!(server.child.try_wait(), Ok(Some(_)));
             exited || server.log_text().contains("listening on ")
         });
@@ -96,7 +96,7 @@ impl Server {
 
     /// Waits (bounded) until `n` log lines contain `needle`.
     pub fn wait_log(&self, needle: &str, n: usize) -> bool {
-        wait_until(WAIT, || self.log_count(needle) >= n)
+        wait_until(WAIT, POLL, || self.log_count(needle) >= n)
     }
 
     /// Panics unless the process is still running.

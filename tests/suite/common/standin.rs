@@ -1,7 +1,7 @@
 //! The GitLab stand-in (`tests/support/gitlab_standin.py`) as a child
 //! process: start it, switch its mode, read what it received.
 
-use super::{project_file, wait_until, TestEnv};
+use super::{project_file, wait_until, POLL};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -73,54 +73,60 @@ pub struct StandIn {
     scheme: &'static str,
 }
 
-impl StandIn {
-    /// Starts a plain-http stand-in in `mode`, knowing both of `env`'s
-    /// secrets, recording into a new directory inside `env`.
-    pub fn start(env: &TestEnv, mode: &str) -> StandIn {
-        let secrets = [
-            ("incoming_email", env.incoming_secret.as_path()),
-            ("service_desk_email", env.service_desk_secret.as_path()),
-        ];
-        StandIn::spawn(&secrets, &env.dir().join("standin"), mode, None, None)
+/// How to start a [`StandIn`]: [`StandIn::builder`], then any of the
+/// setters, then [`spawn`](StandInBuilder::spawn).
+#[derive(Debug, Clone)]
+pub struct StandInBuilder {
+    secrets: Vec<(String, PathBuf)>,
+    mode: String,
+    port: Option<u16>,
+    tls: Option<(PathBuf, PathBuf)>,
+    extra: Extra,
+    args: Vec<String>,
+}
+
+impl StandInBuilder {
+    /// The mode to start in (default `"ok"`; see [`StandIn::set_mode`]).
+    pub fn mode(mut self, mode: &str) -> Self {
+        self.mode = mode.to_string();
+        self
     }
 
-    /// Starts a stand-in with the given `(mailbox, secret file)` pairs,
-    /// recording into `out`: on 127.0.0.1:`port` when given (e.g. to bring
-    /// GitLab back where a running server expects it), else on a free port;
-    /// https when `tls` gives `(certificate, key)`.
-    pub fn spawn(
-        secrets: &[(&str, &Path)],
-        out: &Path,
-        mode: &str,
-        port: Option<u16>,
-        tls: Option<(&Path, &Path)>,
-    ) -> StandIn {
-        StandIn::spawn_with(secrets, out, mode, port, tls, &Extra::default())
+    /// Knows `mailbox`'s secret, in the file `path`.
+    pub fn secret(mut self, mailbox: &str, path: &Path) -> Self {
+        self.secrets.push((mailbox.to_string(), path.to_path_buf()));
+        self
     }
 
-    /// [`spawn`](Self::spawn) with public keys and a shifted clock.
-    pub fn spawn_with(
-        secrets: &[(&str, &Path)],
-        out: &Path,
-        mode: &str,
-        port: Option<u16>,
-        tls: Option<(&Path, &Path)>,
-        extra: &Extra,
-    ) -> StandIn {
-        StandIn::spawn_with_args(secrets, out, mode, port, tls, extra, &[])
+    /// Listens on 127.0.0.1:`port` (e.g. to bring GitLab back where a
+    /// running server expects it) instead of a free port.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
     }
 
-    /// [`spawn_with`](Self::spawn_with) with more command-line arguments
-    /// (e.g. `--reply-smtp HOST:PORT`).
-    pub fn spawn_with_args(
-        secrets: &[(&str, &Path)],
-        out: &Path,
-        mode: &str,
-        port: Option<u16>,
-        tls: Option<(&Path, &Path)>,
-        extra: &Extra,
-        args: &[String],
-    ) -> StandIn {
+    /// Speaks https with this certificate and key.
+    pub fn tls(mut self, cert: &Path, key: &Path) -> Self {
+        self.tls = Some((cert.to_path_buf(), key.to_path_buf()));
+        self
+    }
+
+    /// Also knows `extra`'s public keys, and shifts its clock by its
+    /// offset.
+    pub fn extra(mut self, extra: &Extra) -> Self {
+        self.extra = extra.clone();
+        self
+    }
+
+    /// More command-line arguments (e.g. `--reply-smtp HOST:PORT`).
+    pub fn args(mut self, args: &[String]) -> Self {
+        self.args.extend_from_slice(args);
+        self
+    }
+
+    /// Starts the stand-in, recording into `out` (created if needed), and
+    /// waits until it listens.
+    pub fn spawn(self, out: &Path) -> StandIn {
         fs::create_dir_all(out).expect("create the stand-in's directory");
         let log = fs::File::create(out.join("standin.log")).expect("stand-in log");
         let mut cmd = Command::new("/usr/bin/python3");
@@ -128,22 +134,22 @@ impl StandIn {
             .arg("--out")
             .arg(out)
             .arg("--mode")
-            .arg(mode)
+            .arg(&self.mode)
             .arg("--control-stdin");
-        if let Some(port) = port {
+        if let Some(port) = self.port {
             cmd.arg("--port").arg(port.to_string());
         }
-        for (mailbox, path) in secrets {
+        for (mailbox, path) in &self.secrets {
             cmd.arg("--secret")
                 .arg(format!("{mailbox}={}", path.display()));
         }
-        for (mailbox, path) in &extra.public_keys {
+        for (mailbox, path) in &self.extra.public_keys {
             cmd.arg("--public-key")
                 .arg(format!("{mailbox}={}", path.display()));
         }
-        cmd.arg(format!("--clock-offset={}", extra.clock_offset));
-        cmd.args(args);
-        if let Some((cert, key)) = tls {
+        cmd.arg(format!("--clock-offset={}", self.extra.clock_offset));
+        cmd.args(&self.args);
+        if let Some((cert, key)) = &self.tls {
             cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
         }
         cmd.stdin(Stdio::piped())
@@ -167,10 +173,11 @@ impl StandIn {
             lines,
             port: 0,
             out: out.to_path_buf(),
-            scheme: if tls.is_some() { "https" } else { "http" },
+            scheme: if self.tls.is_some() { "https" } else { "http" },
         };
         // The script prints its port once listening, or exits at once.
         let first = standin.next_line(STANDIN_START_LIMIT);
+        let port = self.port;
         standin.port = first
             .as_deref()
             .and_then(|l| l.strip_prefix("PORT "))
@@ -183,6 +190,21 @@ impl StandIn {
                 )
             });
         standin
+    }
+}
+
+impl StandIn {
+    /// A stand-in in mode `ok` on a free port, plain http, knowing no
+    /// secret yet: set what differs, then [`spawn`](StandInBuilder::spawn).
+    pub fn builder() -> StandInBuilder {
+        StandInBuilder {
+            secrets: Vec::new(),
+            mode: "ok".to_string(),
+            port: None,
+            tls: None,
+            extra: Extra::default(),
+            args: Vec::new(),
+        }
     }
 
     /// Kills the stand-in at once (SIGKILL): GitLab is down, mid-request
@@ -199,11 +221,6 @@ impl StandIn {
     /// The base URL to put in `[gitlab] url`.
     pub fn url(&self) -> String {
         format!("{}://127.0.0.1:{}", self.scheme, self.port)
-    }
-
-    /// The port it listens on.
-    pub fn port(&self) -> u16 {
-        self.port
     }
 
     /// Switches the mode (e.g. `"ok"`, `"500"`, `"hang"`, `"500,ok"`);
@@ -227,7 +244,7 @@ impl StandIn {
     /// Waits (bounded by `limit`) until at least `n` requests were
     /// recorded, and returns them all.
     pub fn wait_requests(&self, n: usize, limit: Duration) -> Vec<Request> {
-        wait_until(limit, || self.requests().len() >= n);
+        wait_until(limit, POLL, || self.requests().len() >= n);
         self.requests()
     }
 
@@ -260,7 +277,7 @@ impl Drop for StandIn {
     fn drop(&mut self) {
         // Closing the control channel stops it; kill in case it is stuck.
         drop(self.control.take());
-        let stopped = wait_until(Duration::from_secs(2), || {
+        let stopped = wait_until(Duration::from_secs(2), POLL, || {
             matches!(self.child.try_wait(), Ok(Some(_)))
         });
         if !stopped {

@@ -15,18 +15,24 @@ pub struct Certificates {
 }
 
 /// Makes a test CA and a certificate for `127.0.0.1` signed by it in
-/// `dir`, with the `openssl` command; `None` when that fails (callers then
-/// print that they skipped).
-pub fn tls_certificates(dir: &Path) -> Option<Certificates> {
+/// `dir`, with the `openssl` command (Debian package `openssl`; .ci/run
+/// installs it); panics when that fails.
+pub fn tls_certificates(dir: &Path) -> Certificates {
     let openssl = |args: &[&str]| {
-        Command::new("openssl")
+        let out = Command::new("openssl")
             .args(args)
             .current_dir(dir)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run openssl (Debian package openssl; .ci/run installs it): {e}")
+            });
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     // rustls refuses a CA certificate as the server's own: use two.
     fs::write(
@@ -34,7 +40,7 @@ pub fn tls_certificates(dir: &Path) -> Option<Certificates> {
         "subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n\
          extendedKeyUsage = serverAuth\n",
     )
-    .ok()?;
+    .expect("write leaf.ext");
     let ec = [
         "-newkey",
         "ec",
@@ -77,12 +83,12 @@ pub fn tls_certificates(dir: &Path) -> Option<Certificates> {
         "-extfile",
         "leaf.ext",
     ];
-    let made = openssl(&[&["req", "-x509"][..], &ec, &ca].concat())
-        && openssl(&[&["req"][..], &ec, &leaf].concat())
-        && openssl(&sign);
-    made.then(|| Certificates {
+    openssl(&[&["req", "-x509"][..], &ec, &ca].concat());
+    openssl(&[&["req"][..], &ec, &leaf].concat());
+    openssl(&sign);
+    Certificates {
         ca: dir.join("ca.pem"),
         cert: dir.join("leaf.pem"),
         key: dir.join("leaf.key"),
-    })
+    }
 }

@@ -12,7 +12,7 @@ fn assert_only_body(standin: &StandIn, rcpt: &str, message: &[u8]) {
 
 #[test]
 fn a_one_megabyte_line_gets_one_500_and_the_session_stays_in_step() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let mut server = Server::start(&env);
     let mut c = server.connect();
     c.hello();
@@ -48,7 +48,7 @@ fn a_one_megabyte_line_gets_one_500_and_the_session_stays_in_step() {
 
 #[test]
 fn nul_bytes_in_commands_are_refused() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let mut server = Server::start(&env);
     let mut c = server.connect();
     c.hello();
@@ -78,7 +78,7 @@ fn nul_bytes_in_commands_are_refused() {
 
 #[test]
 fn bare_lf_ends_a_command_line() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let server = Server::start(&env);
     let mut c = server.connect();
     c.expect(220, "");
@@ -101,7 +101,7 @@ fn bare_lf_ends_a_command_line() {
 
 #[test]
 fn bare_cr_is_no_line_ending_and_never_vanishes_from_a_command() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let mut server = Server::start(&env);
     let mut c = server.connect();
     c.hello();
@@ -126,7 +126,7 @@ fn bare_cr_is_no_line_ending_and_never_vanishes_from_a_command() {
 
 #[test]
 fn utf8_and_8bit_addresses_and_headers() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let mut server = Server::start(&env);
     let mut c = server.connect();
     c.hello();
@@ -166,7 +166,7 @@ fn utf8_and_8bit_addresses_and_headers() {
 
 #[test]
 fn hostile_keys_are_refused_at_rcpt_and_never_reach_gitlab() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let mut server = Server::start(&env);
     let mut c = server.connect();
     c.hello();
@@ -219,7 +219,7 @@ fn hostile_keys_are_refused_at_rcpt_and_never_reach_gitlab() {
 
 #[test]
 fn garbage_pipelined_after_quit_is_not_answered() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let mut server = Server::start(&env);
     let mut c = server.connect();
     c.hello();

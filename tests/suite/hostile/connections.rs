@@ -74,7 +74,7 @@ fn five_hundred_connections_against_max_connections_20() {
         eprintln!("note: open-file limit {limit}: using {total} connections instead of 500");
     }
     assert!(total > ADMITTED + 10, "open-file limit {limit} is too low");
-    let (env, standin) = TestEnv::with_standin("ok", |s| {
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |s| {
         s.extra = format!("max_connections = {ADMITTED}\n")
     });
     let mut server = Server::start(&env);
@@ -114,7 +114,7 @@ fn five_hundred_connections_against_max_connections_20() {
     // A freed place is given to the next client.
     admitted.pop().expect("one").hang_up();
     let mut tries = 0;
-    let freed = wait_until(WAIT, || {
+    let freed = wait_until(WAIT, POLL, || {
         tries += 1;
         let mut s = TcpStream::connect(&server.addr).expect("connect");
         s.set_read_timeout(Some(WAIT)).unwrap();

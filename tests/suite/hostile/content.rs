@@ -26,7 +26,7 @@ fn send_by_bdat(c: &mut Client, message: &[u8]) {
 
 #[test]
 fn odd_bytes_reach_gitlab_byte_for_byte() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let mut server = Server::start(&env);
     let messages: Vec<Vec<u8>> = vec![
         // NUL in a header and in the body.
@@ -65,7 +65,7 @@ fn odd_bytes_reach_gitlab_byte_for_byte() {
 
 #[test]
 fn only_crlf_dot_crlf_ends_data() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let mut server = Server::start(&env);
     let mut c = server.connect();
     c.hello();
@@ -114,7 +114,7 @@ fn only_crlf_dot_crlf_ends_data() {
 
 #[test]
 fn empty_message_and_message_without_headers() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let mut server = Server::start(&env);
     let mut c = server.connect();
     c.hello();
@@ -151,7 +151,8 @@ fn thirty_megabytes() -> Vec<u8> {
 
 #[test]
 fn thirty_megabytes_against_a_25_megabyte_limit() {
-    let (env, standin) = TestEnv::with_standin("ok", |s| s.max_message_size = 26_214_400);
+    let (env, standin) =
+        TestEnv::with_standin(StandIn::builder(), |s| s.max_message_size = 26_214_400);
     let mut server = Server::start(&env);
     let mut c = server.connect();
     c.hello();
@@ -195,7 +196,7 @@ fn thirty_megabytes_against_a_25_megabyte_limit() {
 
 #[test]
 fn no_smuggling_inside_an_oversize_message_either() {
-    let (env, standin) = TestEnv::with_standin("ok", |s| s.max_message_size = 2000);
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |s| s.max_message_size = 2000);
     let mut server = Server::start(&env);
     let mut c = server.connect();
     c.hello();

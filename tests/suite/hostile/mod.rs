@@ -8,7 +8,6 @@
 //! and, for the nasty cases, that its peak memory stayed bounded. Waits are
 //! bounded; nothing asserts on timing.
 
-
 mod commands;
 mod connections;
 mod content;

@@ -8,7 +8,7 @@ use std::process::Command;
 
 #[test]
 fn odd_messages_reach_gitlab_byte_for_byte() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let messages: [&[u8]; 8] = [
         b"Subject: nul\0\nX-Nul: \0\n\nbody \0 with NUL\n\0\n",
         b"Subject: bare cr\rX-A: b\r\rbody\rline\r.\r",
@@ -64,7 +64,8 @@ fn deliver_measured(env: &TestEnv, args: &[&str], stdin: &[u8]) -> (Run, Option<
 
 #[test]
 fn thirty_megabytes_against_a_25_megabyte_limit_bounces_69() {
-    let (env, standin) = TestEnv::with_standin("ok", |s| s.max_message_size = 26_214_400);
+    let (env, standin) =
+        TestEnv::with_standin(StandIn::builder(), |s| s.max_message_size = 26_214_400);
     let mut big = b"Subject: thirty megabytes\n\n".to_vec();
     big.extend(b"x".repeat(30 * 1024 * 1024));
     big.push(b'\n');
@@ -82,7 +83,7 @@ fn thirty_megabytes_against_a_25_megabyte_limit_bounces_69() {
 
 #[test]
 fn hostile_keys_are_unknown_users_and_never_reach_gitlab() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let msg = message("pipe-keys");
     for rcpt in [
         "incoming+group/../project+token@incoming.example.com",

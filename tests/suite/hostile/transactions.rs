@@ -6,8 +6,9 @@ use crate::common::*;
 #[test]
 fn a_thousand_recipients_get_max_recipients_accepted_then_452() {
     const MAX: usize = 25;
-    let (env, standin) =
-        TestEnv::with_standin("ok", |s| s.extra = format!("max_recipients = {MAX}\n"));
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |s| {
+        s.extra = format!("max_recipients = {MAX}\n")
+    });
     let mut server = Server::start(&env);
     let mut c = server.connect();
     c.hello();
@@ -47,7 +48,7 @@ fn a_thousand_recipients_get_max_recipients_accepted_then_452() {
 
 #[test]
 fn a_message_cut_off_before_its_final_dot_posts_nothing() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let mut server = Server::start(&env);
     let mut body = b"Subject: cut off\r\n\r\n".to_vec();
     body.extend(b"0123456789012345678901234567890123456789\r\n".repeat(5000));
@@ -73,7 +74,7 @@ fn a_message_cut_off_before_its_final_dot_posts_nothing() {
 
 #[test]
 fn bdat_with_fewer_bytes_than_announced_then_disconnect_posts_nothing() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let mut server = Server::start(&env);
     for (command, sent) in [
         ("BDAT 1000 LAST", 10),
@@ -99,7 +100,7 @@ fn bdat_with_fewer_bytes_than_announced_then_disconnect_posts_nothing() {
 
 #[test]
 fn bytes_beyond_a_bdat_chunk_are_the_next_command() {
-    let (env, standin) = TestEnv::with_standin("ok", |_| {});
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let mut server = Server::start(&env);
     let mut c = server.connect();
     c.hello();

@@ -11,12 +11,12 @@
 //! a `serve` that was just restarted would add deferrals of its own to a
 //! case and make the first status depend on timing.
 
-use crate::common::StandIn;
 use super::harness::{Postfix, Setup};
 use super::mailgate::{free_port, Env, Serve};
 use super::shipped::{self, Variant};
 use super::standin::{connections_to, requests};
 use super::{accepted, incoming_rcpt, message, preflight};
+use crate::common::StandIn;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -174,13 +174,11 @@ impl Rig {
             Fault::UntrustedTls => {
                 let dir = self.env.dir.join("tls");
                 std::fs::create_dir_all(&dir).expect("create the tls directory");
-                let certs = crate::common::tls_certificates(&dir)
-                    .expect("openssl could not make the test certificates");
+                let certs = crate::common::tls_certificates(&dir);
                 let port = free_port();
                 let out = self.next_out();
-                let tls = (certs.cert.as_path(), certs.key.as_path());
-                let secrets = self.env.secrets();
-                self.https = Some(StandIn::spawn(&secrets, &out, "ok", Some(port), Some(tls)));
+                let https = self.env.standin().port(port).tls(&certs.cert, &certs.key);
+                self.https = Some(https.spawn(&out));
                 let url = format!("url = \"https://127.0.0.1:{port}\"\ntimeout_secs = 10\n");
                 self.configure(url);
             }

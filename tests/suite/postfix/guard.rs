@@ -3,7 +3,6 @@
 //! GitLab, and an auto-responder loop. Each test prints the numbers it
 //! measured (`-- --nocapture`) before asserting on them.
 
-use crate::common::StandIn;
 use super::harness::{Postfix, Setup};
 use super::mailgate::Env;
 use super::shipped::{self, Variant};
@@ -174,7 +173,11 @@ fn auto_responder_loop_stops_at_loop_limit() {
     // A robot that answers every message GitLab takes with a new one from
     // the same sender to the same address (bounded: 50 replies).
     let args = ["--reply-smtp".to_string(), pf.smtp_addr().to_string()];
-    let _gitlab: StandIn = env.gitlab_with_args(&outs[0], "ok", &args);
+    let _gitlab = env
+        .standin()
+        .port(env.gitlab_port)
+        .args(&args)
+        .spawn(&outs[0]);
 
     let rcpt = incoming_rcpt();
     let first = format!(

@@ -7,7 +7,7 @@
 //! copied out of target/ so the test does not depend on the checkout's
 //! parent directories being searchable by other users.
 
-use crate::common::StandIn;
+use crate::common::{StandIn, StandInBuilder};
 use std::fs;
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::os::unix::process::CommandExt;
@@ -162,25 +162,19 @@ target = "stderr"
         )
     }
 
-    /// The stand-in's `--secret` arguments.
-    pub fn secrets(&self) -> [(&str, &Path); 2] {
-        [
-            ("incoming_email", self.incoming_secret.as_path()),
-            ("service_desk_email", self.service_desk_secret.as_path()),
-        ]
+    /// A GitLab stand-in knowing both secrets: start it with
+    /// [`spawn`](crate::common::StandInBuilder::spawn) after setting its
+    /// mode, port and the like.
+    pub fn standin(&self) -> StandInBuilder {
+        StandIn::builder()
+            .secret("incoming_email", &self.incoming_secret)
+            .secret("service_desk_email", &self.service_desk_secret)
     }
 
     /// Starts the GitLab stand-in in `mode` on [`Env::gitlab_port`],
     /// knowing both secrets, recording into `out`.
     pub fn gitlab(&self, out: &Path, mode: &str) -> StandIn {
-        StandIn::spawn(&self.secrets(), out, mode, Some(self.gitlab_port), None)
-    }
-
-    /// [`gitlab`](Self::gitlab) with more stand-in arguments.
-    pub fn gitlab_with_args(&self, out: &Path, mode: &str, args: &[String]) -> StandIn {
-        let extra = crate::common::Extra::default();
-        let port = Some(self.gitlab_port);
-        StandIn::spawn_with_args(&self.secrets(), out, mode, port, None, &extra, args)
+        self.standin().mode(mode).port(self.gitlab_port).spawn(out)
     }
 
     /// Panics if `text` shows a secret's base64 (or a piece of it) or a JWT.

@@ -5,11 +5,11 @@
 //! counts in Postfix's log. Then `/readyz` follows the stand-in going
 //! down and coming back, while `/livez` stays 200.
 
-use crate::common::{http_get, project_file, promtool_check_metrics};
 use super::harness::{Postfix, DOMAIN};
 use super::mailgate::{free_port, Env};
 use super::shipped::Variant;
 use super::{incoming_rcpt, message, postfix_for, preflight, service_desk_rcpt};
+use crate::common::{http_get, project_file, promtool_check_metrics};
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

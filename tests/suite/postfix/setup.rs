@@ -28,7 +28,11 @@ pub fn omnibus_gitlab_yml(env: &Env) -> PathBuf {
         .replace("@DOMAIN@", DOMAIN);
     let yml = etc.join("gitlab.yml");
     env.write_private(&yml, &text);
-    for (mailbox, secret) in env.secrets() {
+    let secrets = [
+        ("incoming_email", &env.incoming_secret),
+        ("service_desk_email", &env.service_desk_secret),
+    ];
+    for (mailbox, secret) in secrets {
         let text = fs::read_to_string(secret).expect("read secret");
         env.write_private(&etc.join(format!("gitlab_{mailbox}_secret")), &text);
     }
