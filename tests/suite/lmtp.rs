@@ -139,10 +139,7 @@ fn unix_socket_with_mode_and_swaks_pipelining() {
         .args(["--timeout", "20"])
         .stdin(Stdio::null())
         .output();
-    let Ok(out) = out else {
-        eprintln!("skipped the swaks part: swaks is not installed");
-        return;
-    };
+    let out = out.unwrap_or_else(|e| panic!("cannot run swaks (.ci/run installs it): {e}"));
     let text = String::from_utf8_lossy(&out.stdout);
     // swaks's exit status looks at the last recipient only: read the replies.
     let finals: Vec<&str> = text

@@ -15,7 +15,6 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// syslog facility mail (RFC 5424 §6.2.1: facility 2).
 const LOG_MAIL: u8 = 2;
@@ -62,18 +61,7 @@ fn deliver(config: &Path, socket: &UnixDatagram, recipient: &str) -> Run {
         .expect("stdin")
         .write_all(message.as_bytes());
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        match child.try_wait().expect("wait for gitlab-mailgate") {
-            Some(status) => break status.code(),
-            None if Instant::now() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("gitlab-mailgate deliver did not finish within 60 s");
-            }
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
-    };
+    let status = common::wait_bounded(&mut child).code();
     let mut stdout = String::new();
     let mut stderr = String::new();
     child

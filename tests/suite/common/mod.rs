@@ -36,6 +36,7 @@ use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 /// A legacy reply key of GitLab's shape.
@@ -134,6 +135,27 @@ pub fn wait_until<R: Ready>(limit: Duration, every: Duration, mut probe: impl Fn
         answer = probe();
     }
     answer
+}
+
+/// The system user `gitlab-mailgate` is the machine's, not a test's: the
+/// Postfix tests run `serve` and the pipe command as it (and create it
+/// when absent), the package test has the package create and delete it.
+/// All tests run as threads of one process, so they take turns here: the
+/// Postfix tests share the user ([`system_user_shared`], once per test),
+/// the package test has it alone ([`system_user_alone`]).
+static SYSTEM_USER: RwLock<()> = RwLock::new(());
+
+/// Holds the system user for a test that runs programs as it; others may
+/// too, but the package test waits. Take it once per test (a second
+/// shared hold could wait behind the package test's and never come).
+pub fn system_user_shared() -> RwLockReadGuard<'static, ()> {
+    SYSTEM_USER.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Holds the system user for a test that creates and deletes it, once no
+/// other test uses it.
+pub fn system_user_alone() -> RwLockWriteGuard<'static, ()> {
+    SYSTEM_USER.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A loopback TCP port that nothing listens on (bound once, then freed).

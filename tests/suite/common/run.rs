@@ -1,9 +1,10 @@
 //! Running a command with given standard input and bounded time, its
 //! output captured apart or merged into one pipe.
 
+use super::wait_until;
 use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a child process may run before the test gives up on it.
 pub const RUN_LIMIT: Duration = Duration::from_secs(60);
@@ -92,16 +93,12 @@ fn collect(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>
 
 /// Waits for `child` at most [`RUN_LIMIT`]; kills it and panics after that.
 pub fn wait_bounded(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + RUN_LIMIT;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the command ran longer than {RUN_LIMIT:?} and was killed");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let status = wait_until(RUN_LIMIT, Duration::from_millis(10), || {
+        child.try_wait().expect("try_wait")
+    });
+    status.unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the command ran longer than {RUN_LIMIT:?} and was killed");
+    })
 }

@@ -29,6 +29,8 @@ fn a_client_sending_one_byte_a_second_is_dropped_with_421() {
                 if stop.load(Ordering::SeqCst) || stream.write_all(&[b]).is_err() {
                     return;
                 }
+                // Pacing, not waiting for anything: one byte a second,
+                // the slow client this test is about.
                 std::thread::sleep(Duration::from_secs(1));
             }
         })

@@ -36,15 +36,16 @@ fn odd_messages_reach_gitlab_byte_for_byte() {
 }
 
 /// Runs `deliver` like [`TestEnv::deliver`] under GNU time, which reaps
-/// it and reports its own peak RSS in KiB (`None` without /usr/bin/time).
+/// it and reports its own peak RSS in KiB (GNU time, Debian package `time`;
+/// .ci/run installs it).
 /// Measured from here, `ru_maxrss` would also count this test process: a
 /// child spawned with vfork(2) keeps its parent's high-water mark.
-fn deliver_measured(env: &TestEnv, args: &[&str], stdin: &[u8]) -> (Run, Option<u64>) {
+fn deliver_measured(env: &TestEnv, args: &[&str], stdin: &[u8]) -> (Run, u64) {
     let time = std::path::Path::new("/usr/bin/time");
-    if !time.exists() {
-        eprintln!("note: /usr/bin/time is missing: deliver's memory is not measured");
-        return (env.deliver(args, stdin), None);
-    }
+    assert!(
+        time.exists(),
+        "/usr/bin/time is missing (Debian package time): deliver's memory cannot be measured"
+    );
     let report = env.dir().join("time.out");
     let mut cmd = Command::new(time);
     cmd.arg("-o")
@@ -58,8 +59,10 @@ fn deliver_measured(env: &TestEnv, args: &[&str], stdin: &[u8]) -> (Run, Option<
     env.assert_no_secrets(&run.stderr);
     let text = std::fs::read_to_string(&report).unwrap_or_default();
     let peak = text.lines().last().and_then(|l| l.trim().parse().ok());
-    assert!(peak.is_some(), "GNU time wrote {text:?}");
-    (run, peak)
+    (
+        run,
+        peak.unwrap_or_else(|| panic!("GNU time wrote {text:?}")),
+    )
 }
 
 #[test]
@@ -75,10 +78,12 @@ fn thirty_megabytes_against_a_25_megabyte_limit_bounces_69() {
     assert!(out.starts_with("5.3.4 "), "{out}");
     assert!(standin.requests().is_empty(), "{:?}", standin.requests());
     // It keeps at most the limit (plus one byte) and drains the rest.
-    if let Some(kib) = peak_kib {
-        eprintln!("deliver peak RSS: {kib} KiB");
-        assert!(kib < 100 * 1024, "deliver peaked at {} MiB", kib / 1024);
-    }
+    eprintln!("deliver peak RSS: {peak_kib} KiB");
+    assert!(
+        peak_kib < 100 * 1024,
+        "deliver peaked at {} MiB",
+        peak_kib / 1024
+    );
 }
 
 #[test]

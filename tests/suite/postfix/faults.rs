@@ -16,9 +16,9 @@ use super::mailgate::{free_port, Env, Serve};
 use super::shipped::{self, Variant};
 use super::standin::{connections_to, requests};
 use super::{accepted, incoming_rcpt, message, preflight};
-use crate::common::StandIn;
+use crate::common::{wait_until, StandIn};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Messages sent per case.
 const PER_CASE: usize = 3;
@@ -206,10 +206,9 @@ impl Rig {
                 (connections_to(port) > 0).then_some(())
             });
         // The others follow within moments; GitLab holds each for seconds.
-        let first_seen = Instant::now();
-        while connections_to(port) < PER_CASE && first_seen.elapsed() < Duration::from_secs(1) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(Duration::from_secs(1), Duration::from_millis(50), || {
+            connections_to(port) >= PER_CASE
+        });
         let in_flight = connections_to(port);
         let serve = self.serve.as_mut().expect("serve running");
         let (signal, limit) = match fault {
@@ -225,12 +224,9 @@ impl Rig {
             // of slowness and a margin) so the count of deliveries does not
             // depend on timing. A request cut off before its body was
             // complete is never recorded, hence no panic here.
-            let start = Instant::now();
-            while requests(&self.outs).len() < before + in_flight
-                && start.elapsed() < Duration::from_secs(15)
-            {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            wait_until(Duration::from_secs(15), Duration::from_millis(100), || {
+                requests(&self.outs).len() >= before + in_flight
+            });
             return Ok(());
         }
         match status {

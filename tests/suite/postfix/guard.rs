@@ -8,6 +8,7 @@ use super::mailgate::Env;
 use super::shipped::{self, Variant};
 use super::standin::requests;
 use super::{accepted, incoming_rcpt, message, preflight};
+use crate::common::wait_until;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -25,19 +26,17 @@ fn postfix_with(env: &Env, extra: &[(&str, &str)]) -> Postfix {
 /// Polls (every 2 s, `postqueue -f` every 10 s) until none of `ids` is in
 /// the queue or `limit` passes; returns how many are left.
 fn drain(pf: &Postfix, ids: &[String], limit: Duration) -> usize {
-    let start = Instant::now();
     let mut polls = 0;
-    loop {
-        let left = ids.iter().filter(|q| pf.queue_of(q).is_some()).count();
-        if left == 0 || start.elapsed() > limit {
-            return left;
-        }
-        if polls % 5 == 0 {
+    let mut left = ids.len();
+    wait_until(limit, Duration::from_secs(2), || {
+        left = ids.iter().filter(|q| pf.queue_of(q).is_some()).count();
+        if left > 0 && polls % 5 == 0 {
             pf.flush();
         }
         polls += 1;
-        std::thread::sleep(Duration::from_secs(2));
-    }
+        left == 0
+    });
+    left
 }
 
 /// How many copies of each of `ids` the stand-in accepted, as
@@ -80,6 +79,8 @@ fn outage_of_two_minutes_reaches_gitlab_only_as_probes_then_all_arrive_once() {
         .iter()
         .map(|id| pf.send(&rcpt, &message(&rcpt, id)))
         .collect();
+    // Not a wait for an event: the outage lasts OUTAGE on purpose, however
+    // quickly the breaker opens, so that its cool-downs and probes play out.
     std::thread::sleep(OUTAGE.saturating_sub(outage.elapsed()));
     gitlab.set_mode("ok");
     let during = requests(&outs);
@@ -190,8 +191,26 @@ fn auto_responder_loop_stops_at_loop_limit() {
         pf.log_lines().into_iter().find(|l| l.contains("dsn=4.7.1"))
     });
     println!("postfix log: {stopped}");
-    // Nothing else comes through: the loop waits in Postfix's queue.
-    std::thread::sleep(Duration::from_secs(3));
+    // Nothing else comes through: the loop waits in Postfix's queue. Have
+    // Postfix retry the deferred reply now, and wait until that retry was
+    // refused as well; only then count what reached GitLab.
+    let qid = stopped
+        .split_whitespace()
+        .find_map(|w| {
+            w.strip_suffix(':')
+                .filter(|q| q.chars().all(|c| c.is_ascii_alphanumeric()))
+        })
+        .unwrap_or_else(|| panic!("no queue id in: {stopped}"))
+        .to_string();
+    pf.flush();
+    pf.wait_for(&format!("{qid}'s retry deferred with 4.7.1 too"), || {
+        let refusals = pf
+            .log_lines()
+            .into_iter()
+            .filter(|l| l.contains(&format!("{qid}: to=")) && l.contains("dsn=4.7.1"))
+            .count();
+        (refusals >= 2).then_some(())
+    });
     let reached = requests(&outs).len();
     let deferred = serve.log_text().matches("451 4.7.1").count();
     println!("loop: {reached} messages reached GitLab (loop_limit = 10), {deferred} deferred");

@@ -13,6 +13,7 @@
 //! This module knows nothing about gitlab-mailgate; the tests decide the
 //! transport, the master.cf entries and the main.cf fragment.
 
+use crate::common::wait_until;
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -21,7 +22,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The mail domain GitLab receives for.
 pub const DOMAIN: &str = "incoming.example.com";
@@ -325,17 +326,9 @@ impl Postfix {
 
     /// Polls `probe` every 100 ms until it gives a value or [`WAIT`]
     /// passes; then panics with `what` (the log's tail follows on drop).
-    pub fn wait_for<T>(&self, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-        let start = Instant::now();
-        loop {
-            if let Some(v) = probe() {
-                return v;
-            }
-            if start.elapsed() > WAIT {
-                panic!("timed out waiting for {what}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    pub fn wait_for<T>(&self, what: &str, probe: impl FnMut() -> Option<T>) -> T {
+        wait_until(WAIT, Duration::from_millis(100), probe)
+            .unwrap_or_else(|| panic!("timed out waiting for {what}"))
     }
 
     /// Whether this instance's master process runs.
@@ -356,13 +349,9 @@ impl Postfix {
         let _ = Command::new("/usr/sbin/postfix")
             .args(["-c", &self.config, "stop"])
             .output();
-        for _ in 0..100 {
-            if !self.running() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
+        wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+            !self.running()
+        })
     }
 
     /// The last 30 lines of the log.

@@ -7,14 +7,15 @@
 //! copied out of target/ so the test does not depend on the checkout's
 //! parent directories being searchable by other users.
 
-use crate::common::{StandIn, StandInBuilder};
+use crate::common::{system_user_shared, wait_until, StandIn, StandInBuilder};
 use std::fs;
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::RwLockReadGuard;
+use std::time::Duration;
 
 /// The system user the pipe command and the LMTP server run as.
 pub const USER: &str = "gitlab-mailgate";
@@ -39,6 +40,9 @@ pub struct Env {
     pub gitlab_port: u16,
     uid: u32,
     gid: u32,
+    /// The system user stays as it is (the package test waits) while
+    /// this lives.
+    _user: RwLockReadGuard<'static, ()>,
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -47,6 +51,7 @@ impl Env {
     /// Creates the user if needed and the directory with binary, secrets
     /// and a configuration pointing at GitLab on [`Env::gitlab_port`].
     pub fn new() -> Env {
+        let user = system_user_shared();
         let (uid, gid) = ensure_user();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!(
@@ -84,6 +89,7 @@ impl Env {
             bin,
             uid,
             gid,
+            _user: user,
         };
         for path in [&env.incoming_secret, &env.service_desk_secret] {
             env.write_private(path, &crate::common::new_secret_text());
@@ -217,29 +223,25 @@ target = "stderr"
             .spawn()
             .expect("start gitlab-mailgate serve");
         let mut serve = Serve { child, log };
-        let start = Instant::now();
-        loop {
+        let listening = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
             let tcp = std::net::TcpStream::connect(("127.0.0.1", self.lmtp_port)).is_ok();
             let unix = std::os::unix::net::UnixStream::connect(&self.lmtp_socket).is_ok();
-            if (tcp || !want_tcp) && (unix || !want_unix) {
-                return serve;
-            }
-            if let Ok(Some(status)) = serve.child.try_wait() {
+            if let (false, Ok(Some(status))) = (tcp || unix, serve.child.try_wait()) {
                 panic!(
                     "gitlab-mailgate serve exited ({status}) before listening:\n{}",
                     serve.log_text()
                 );
             }
-            if start.elapsed() > Duration::from_secs(20) {
-                panic!(
-                    "gitlab-mailgate serve is not listening on 127.0.0.1:{} and {} after 20 s:\n{}",
-                    self.lmtp_port,
-                    self.lmtp_socket.display(),
-                    serve.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            (tcp || !want_tcp) && (unix || !want_unix)
+        });
+        assert!(
+            listening,
+            "gitlab-mailgate serve is not listening on 127.0.0.1:{} and {} after 20 s:\n{}",
+            self.lmtp_port,
+            self.lmtp_socket.display(),
+            serve.log_text()
+        );
+        serve
     }
 }
 
@@ -289,16 +291,9 @@ impl Serve {
     /// Waits at most `limit` for the server to exit; its exit status, or
     /// `None` if it is still running.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if start.elapsed() > limit {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(limit, Duration::from_millis(50), || {
+            self.child.try_wait().ok().flatten()
+        })
     }
 }
 
@@ -312,11 +307,8 @@ impl Drop for Serve {
         }
         // SIGTERM, the way systemd stops it: a graceful drain.
         let _ = self.send(libc::SIGTERM);
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if self.wait_exit(Duration::from_secs(10)).is_some() {
+            return;
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -23,6 +23,7 @@ use mailgate::Env;
 use shipped::Variant;
 use standin::{requests, Request};
 use std::path::PathBuf;
+use std::time::Duration;
 
 fn incoming_rcpt() -> String {
     format!("incoming+{}@{DOMAIN}", common::KEY)
@@ -315,14 +316,9 @@ fn lmtp_recipient_check_refuses_unknown_recipients_during_smtp() {
 /// in progress"; returns the queue id or the final refusal.
 fn send_until_answered(pf: &Postfix, rcpt: &str, id: &str) -> Result<String, String> {
     let mut last = Err(String::new());
-    for _ in 0..10 {
+    common::wait_until(Duration::from_secs(10), Duration::from_secs(1), || {
         last = pf.try_send(rcpt, &message(rcpt, id));
-        match &last {
-            Err(reply) if reply.starts_with('4') => {
-                std::thread::sleep(std::time::Duration::from_secs(1))
-            }
-            _ => return last,
-        }
-    }
+        !matches!(&last, Err(reply) if reply.starts_with('4'))
+    });
     last
 }

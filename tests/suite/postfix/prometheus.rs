@@ -9,7 +9,7 @@ use super::harness::{Postfix, DOMAIN};
 use super::mailgate::{free_port, Env};
 use super::shipped::Variant;
 use super::{incoming_rcpt, message, postfix_for, preflight, service_desk_rcpt};
-use crate::common::{http_get, project_file, promtool_check_metrics};
+use crate::common::{http_get, project_file, promtool_check_metrics, wait_until};
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -96,14 +96,10 @@ impl Prometheus {
 
     /// Polls `ready` every 200 ms for at most `limit`; panics with the
     /// server's log when it never holds.
-    fn wait(&self, what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while !ready() {
-            if start.elapsed() > limit {
-                let log = fs::read_to_string(&self.log).unwrap_or_default();
-                panic!("timed out waiting for {what}; prometheus log:\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
+    fn wait(&self, what: &str, limit: Duration, ready: impl FnMut() -> bool) {
+        if !wait_until(limit, Duration::from_millis(200), ready) {
+            let log = fs::read_to_string(&self.log).unwrap_or_default();
+            panic!("timed out waiting for {what}; prometheus log:\n{log}");
         }
     }
 }
@@ -139,14 +135,12 @@ fn postfix_count(pf: &Postfix, word: &str) -> f64 {
 
 /// Polls `get` until it equals `want` (at most [`SCRAPED`]); returns the last value.
 fn settles(want: f64, mut get: impl FnMut() -> f64) -> f64 {
-    let start = Instant::now();
-    loop {
-        let got = get();
-        if got == want || start.elapsed() > SCRAPED {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let mut got = f64::NAN;
+    wait_until(SCRAPED, Duration::from_millis(250), || {
+        got = get();
+        got == want
+    });
+    got
 }
 
 #[test]
@@ -267,12 +261,13 @@ fn prometheus_reads_what_postfix_logged_and_readyz_follows_gitlab() {
 /// `status`; returns how long that took; panics after `limit`.
 fn wait_status(http: &str, status: u16, limit: Duration) -> Duration {
     let start = Instant::now();
-    loop {
-        if http_get(http, "/readyz", None).status == status {
-            return start.elapsed();
+    let answered = wait_until(limit, Duration::from_millis(250), || {
+        let answered = http_get(http, "/readyz", None).status == status;
+        if !answered {
+            assert_eq!(http_get(http, "/livez", None).status, 200, "/livez");
         }
-        assert_eq!(http_get(http, "/livez", None).status, 200, "/livez");
-        assert!(start.elapsed() < limit, "/readyz never answered {status}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+        answered
+    });
+    assert!(answered, "/readyz never answered {status}");
+    start.elapsed()
 }
