@@ -191,7 +191,7 @@ pub struct Settings {
     pub incoming_extra: String,
     /// The body of the `[guard]` section. By default the null sender is
     /// accepted: most tests send `MAIL FROM:<>` (nobody to bounce to);
-    /// tests/guard.rs writes its own.
+    /// tests/suite/guard.rs writes its own.
     pub guard: String,
 }
 

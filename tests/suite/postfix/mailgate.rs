@@ -118,7 +118,7 @@ impl Env {
     /// the `[guard]` section. Empty: the harness sends everything from the
     /// null sender (nobody to bounce to) to one address, so the null
     /// sender is accepted and the loop breaker is off; other guards keep
-    /// their defaults. tests/postfix/guard.rs writes its own.
+    /// their defaults. tests/suite/postfix/guard.rs writes its own.
     pub fn write_config_guarded(&self, gitlab: &str, lmtp: &str, guard: &str) {
         let guard = match guard {
             "" => "null_sender = \"accept\"\nloop_limit = 0\n",

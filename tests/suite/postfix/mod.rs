@@ -3,10 +3,12 @@
 //! the shipped Postfix configuration, once through the `pipe` entry and once
 //! through LMTP (TCP and unix socket) to `gitlab-mailgate serve`.
 //!
-//! Needs root and Postfix installed (.ci/run installs it). Only one Postfix
-//! can run on a machine, so all Postfix tests live in this binary and take
-//! turns (see [`harness::Postfix`]). Waits are bounded polls; run with
-//! `-- --nocapture` to see the Postfix log lines each test relied on.
+//! Needs root and Postfix installed (.ci/run installs it). Each test runs a
+//! Postfix instance of its own beside the machine's (see
+//! [`harness::Postfix`]), so they may run at once; they share the system
+//! user with the package test ([`mailgate::Env`]). Waits are bounded polls;
+//! run with `-- --nocapture` to see the Postfix log lines each test relied
+//! on.
 
 use crate::common;
 mod faults;

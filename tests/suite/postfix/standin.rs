@@ -1,6 +1,6 @@
 //! What the GitLab stand-in recorded for the Postfix tests, over all of
 //! its runs. The stand-in itself is `common::StandIn`, started on the
-//! port the configuration names (`StandIn::spawn` with a port): these tests
+//! port the configuration names (`StandIn::builder().port(..)`): these tests
 //! kill GitLab and bring it back on the same port (the LMTP server read the
 //! URL once, at start). Each run records into its own directory, so a
 //! restarted stand-in does not overwrite what the previous run received.
