@@ -1,7 +1,7 @@
 //! A short run of every fuzz target (the long runs are `examples/fuzz.rs`
 //! and `fuzz/`): no generated input may panic.
 
-#[path = "../fuzz/generate.rs"]
+#[path = "../../fuzz/generate.rs"]
 mod generate;
 use generate::{run, TARGETS};
 

@@ -10,7 +10,7 @@
 
 mod common;
 
-// mod architecture;
+mod architecture;
 mod check;
 mod fuzz_short;
 mod guard;
