@@ -83,7 +83,7 @@ pub fn lmtp_session(data: &[u8]) {
     // The outcomes GitLab may give, picked by the input's own bytes.
     let kinds = [
         Outcome::Delivered,
-        Outcome::RejectedAsTooLarge,
+        Outcome::RejectedByGitlab,
         Outcome::Temporary(Temporary::Status(502)),
         Outcome::Temporary(Temporary::NotAuthorized(401)),
     ];

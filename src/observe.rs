@@ -196,6 +196,9 @@ impl Observer {
 fn status(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Discarded(why) => format!("status=discarded ({})", why.reason()),
+        Outcome::RejectedByGitlab => {
+            "status=rejected by GitLab (too large; GitLab notified the sender)".into()
+        }
         _ => format!("status={} ({})", outcome.status_word(), outcome.reply()),
     }
 }

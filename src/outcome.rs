@@ -35,8 +35,9 @@ pub enum Outcome {
     /// The message is larger than `max_message_size`: at `MAIL SIZE=`,
     /// after the message, or in pipe mode, one outcome and one log form.
     TooLarge,
-    /// GitLab answered 400: the message is too large for its job queue.
-    RejectedAsTooLarge,
+    /// GitLab itself refused the message as too large for its job queue
+    /// and mailed the sender why: taken, so Postfix sends no second notice.
+    RejectedByGitlab,
     /// Try again later; the text says why (no secrets).
     Temporary(Temporary),
     /// Not posted, on purpose, without asking GitLab (see `guard`): no
@@ -119,10 +120,10 @@ impl Outcome {
                 "no such GitLab address",
             ),
             Outcome::TooLarge => Reply::new(EXCEEDED_STORAGE, E_TOO_BIG, "message too large"),
-            Outcome::RejectedAsTooLarge => Reply::new(
-                EXCEEDED_STORAGE,
-                E_TOO_BIG,
-                "message too large for GitLab",
+            Outcome::RejectedByGitlab => Reply::new(
+                OK,
+                E_OK,
+                "rejected by GitLab as too large; GitLab notified the sender",
             ),
             Outcome::Temporary(t) => match t {
                 Temporary::Unreachable(e) => temp.with_text(format!("cannot reach GitLab: {e}")).with_enhanced(E_NO_ANSWER),
@@ -159,19 +160,21 @@ impl Outcome {
     /// [`Discard::NullSender`].
     pub fn exit_code(&self) -> u8 {
         match self {
-            Outcome::Delivered | Outcome::Discarded(_) => EX_OK,
+            Outcome::Delivered | Outcome::RejectedByGitlab | Outcome::Discarded(_) => EX_OK,
             Outcome::UnknownRecipient => EX_NOUSER,
             Outcome::Temporary(_) => EX_TEMPFAIL,
-            Outcome::TooLarge | Outcome::RejectedAsTooLarge => EX_UNAVAILABLE,
+            Outcome::TooLarge => EX_UNAVAILABLE,
         }
     }
 
     /// Postfix's word for it in log lines and the `status` label: `sent`,
-    /// `deferred` or `bounced`; ours for a message not posted on purpose:
-    /// `discarded`.
+    /// `deferred` or `bounced`; ours for a message not posted on purpose,
+    /// `discarded`, and for one GitLab refused itself, `rejected`.
     pub fn status_word(&self) -> &'static str {
-        if let Outcome::Discarded(_) = self {
-            return "discarded";
+        match self {
+            Outcome::Discarded(_) => return "discarded",
+            Outcome::RejectedByGitlab => return "rejected",
+            _ => {}
         }
         match self.exit_code() {
             EX_OK => "sent",
@@ -273,19 +276,25 @@ pub struct Posting {
 }
 
 impl Posting {
-    /// The one reading of what a POST got (the table's GitLab column):
-    /// only a 2xx delivers and only a 400 bounces; everything else is
-    /// retried, since it says nothing final about the message.
+    /// The one reading of what a POST got (the table's GitLab column).
+    /// Final are only a 2xx (GitLab queued the message) and GitLab's own
+    /// 400 with its `{"success":false,…}` body (the message is over its
+    /// job size limit, it will be next time too, and GitLab has already
+    /// mailed the sender, so we take the message and Postfix sends no
+    /// second notice). Everything else — a proxy's 400, any other 4xx or
+    /// 5xx, no answer at all — says nothing final about the message and
+    /// is retried.
     pub fn classify(posted: Posted) -> Posting {
         let temp = Outcome::Temporary;
         let (outcome, verdict, retry_after, wire) = match posted {
             Posted::Answer {
                 status,
                 retry_after,
+                gitlab_refusal,
             } => {
                 let (outcome, verdict) = match status {
                     200..=299 => (Outcome::Delivered, Verdict::Healthy),
-                    400 => (Outcome::RejectedAsTooLarge, Verdict::Healthy),
+                    400 if gitlab_refusal => (Outcome::RejectedByGitlab, Verdict::Healthy),
                     401 | 403 => (temp(Temporary::NotAuthorized(status)), Verdict::Neutral),
                     404 => (temp(Temporary::NotFound), Verdict::Neutral),
                     429 => (temp(Temporary::RateLimited), Verdict::Failing),
@@ -385,6 +394,7 @@ impl Probe {
         let readiness = match Posting::classify(Posted::Answer {
             status,
             retry_after: None,
+            gitlab_refusal: false,
         })
         .readiness
         {

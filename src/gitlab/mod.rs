@@ -68,6 +68,9 @@ pub enum Posted {
         status: u16,
         /// Its `Retry-After`, when present and readable.
         retry_after: Option<Duration>,
+        /// The body is GitLab's own refusal, `{"success":false,
+        /// "message":"…"}` (lib/api/internal/mail_room.rb), not a proxy's.
+        gitlab_refusal: bool,
     },
     /// GitLab could not be reached: refused, no route, DNS, TLS handshake.
     /// Nothing was sent.
@@ -175,13 +178,16 @@ impl Client {
         };
         match result {
             Ok(mut response) => {
-                // Read (a bounded part of) the answer so the connection can be reused.
-                let _ = response
+                // Read (a bounded part of) the answer so the connection can
+                // be reused, and to tell GitLab's own refusal from a proxy's.
+                let body = response
                     .body_mut()
                     .with_config()
                     .limit(64 * 1024)
-                    .read_to_vec();
+                    .read_to_vec()
+                    .unwrap_or_default();
                 Posted::Answer {
+                    gitlab_refusal: is_gitlab_refusal(&body),
                     status: response.status().as_u16(),
                     retry_after: response
                         .headers()
@@ -254,11 +260,41 @@ impl Client {
                 let posted = Posted::Answer {
                     status: response.status().as_u16(),
                     retry_after: None,
+                    gitlab_refusal: false,
                 };
                 (posted, date)
             }
             Err(e) => (transport_error(&e), None),
         }
+    }
+}
+
+/// Whether `body` is GitLab's own refusal of a message: the mail_room
+/// endpoint answers `{"success":false,"message":REASON}` when the message
+/// is over its job size limit, after mailing the sender that reason
+/// (Gitlab::Email::FailureHandler). A proxy's or a web server's error page
+/// is not.
+fn is_gitlab_refusal(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        success: bool,
+        message: String,
+    }
+    serde_json::from_slice::<Answer>(body).is_ok_and(|a| !a.success && !a.message.is_empty())
+}
+
+#[cfg(test)]
+#[test]
+fn gitlabs_refusal_is_told_from_a_proxys_400() {
+    let own = br#"{"success":false,"message":"This message is too large"}"#;
+    assert!(is_gitlab_refusal(own));
+    for other in [
+        &b"<html><head><title>400 The plain HTTP request was sent to HTTPS port</title>"[..],
+        br#"{"error":"mailbox_type is missing"}"#,
+        br#"{"success":true}"#,
+        b"",
+    ] {
+        assert!(!is_gitlab_refusal(other));
     }
 }
 

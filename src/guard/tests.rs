@@ -18,6 +18,7 @@ fn answer(status: u16, retry_after: Option<u64>) -> Posting {
     Posting::classify(Posted::Answer {
         status,
         retry_after: retry_after.map(Duration::from_secs),
+        gitlab_refusal: false,
     })
 }
 

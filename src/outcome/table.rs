@@ -36,8 +36,8 @@ impl Row {
     /// The pipe column: the exit status, and the DSN line's status code.
     pub fn pipe(&self) -> String {
         let exit = self.outcome.exit_code();
-        if self.outcome.status_word() == "discarded" {
-            return format!("{exit}, `status=discarded`");
+        if let word @ ("discarded" | "rejected") = self.outcome.status_word() {
+            return format!("{exit}, `status={word}`");
         }
         match self.outcome.reply().status() {
             Some(status) if exit != EX_OK => format!("{exit} + `{status} …`"),
@@ -49,6 +49,7 @@ impl Row {
     pub fn postfix(&self) -> &'static str {
         match (&self.outcome, self.outcome.status_word()) {
             (Outcome::Discarded(Discard::NullSender), _) => "drops the bounce of a bounce",
+            (Outcome::RejectedByGitlab, _) => "sent (GitLab has notified the sender)",
             (_, "discarded") => "sent (discarded)",
             (_, "sent") => "sent",
             (_, "deferred") => "defer, retry",
@@ -61,6 +62,7 @@ fn answer(status: u16) -> Outcome {
     Posting::classify(Posted::Answer {
         status,
         retry_after: None,
+        gitlab_refusal: false,
     })
     .outcome
 }
@@ -80,7 +82,15 @@ pub fn rows() -> Vec<Row> {
     let wire = |p: Posted| Posting::classify(p).outcome;
     vec![
         row("200", answer(200), ""),
-        row("400 (too large for GitLab)", answer(400), ""),
+        row(
+            "GitLab's own 400 `{\"success\":false,…}` (too large for its job queue; GitLab mails the sender)",
+            wire(Posted::Answer {
+                status: 400,
+                retry_after: None,
+                gitlab_refusal: true,
+            }),
+            "",
+        ),
         row(
             "message over `max_message_size`",
             Outcome::TooLarge,
@@ -93,7 +103,7 @@ pub fn rows() -> Vec<Row> {
         ),
         row("401 / 403", answer(401), ""),
         row("404", answer(404), ""),
-        row("5xx, other status", answer(500), ""),
+        row("5xx, any other status (a proxy's 400 too)", answer(500), ""),
         row(
             "connection refused, DNS, TLS",
             wire(Posted::Unreachable(String::new())),

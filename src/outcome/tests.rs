@@ -15,6 +15,15 @@ fn answered(status: u16, retry_after: Option<u64>) -> Posting {
     Posting::classify(Posted::Answer {
         status,
         retry_after: retry_after.map(Duration::from_secs),
+        gitlab_refusal: false,
+    })
+}
+
+fn gitlabs_own_400() -> Posting {
+    Posting::classify(Posted::Answer {
+        status: 400,
+        retry_after: None,
+        gitlab_refusal: true,
     })
 }
 
@@ -41,7 +50,9 @@ fn the_outcome_table() {
         ),
         (t(Temporary::BadCommandLine), (451, "4.3.5", 75, "deferred")),
         (from_gitlab_status(200), (250, "2.0.0", 0, "sent")),
-        (from_gitlab_status(400), (552, "5.3.4", 69, "bounced")),
+        (gitlabs_own_400().outcome, (250, "2.0.0", 0, "rejected")),
+        // A 400 that is not GitLab's (a proxy, http:// to an https port).
+        (from_gitlab_status(400), (451, "4.3.0", 75, "deferred")),
         (from_gitlab_status(401), (451, "4.7.0", 75, "deferred")),
         (from_gitlab_status(403), (451, "4.7.0", 75, "deferred")),
         (from_gitlab_status(404), (451, "4.3.5", 75, "deferred")),
@@ -91,7 +102,9 @@ fn what_a_post_says_about_gitlab() {
             Wire::Answered("202".into())
         )
     );
-    assert_eq!(answered(400, None).verdict, Verdict::Healthy);
+    assert_eq!(gitlabs_own_400().verdict, Verdict::Healthy);
+    assert_eq!(gitlabs_own_400().readiness, Readiness::Answering);
+    assert_eq!(answered(400, None).verdict, Verdict::Neutral);
     assert_eq!(answered(401, None).verdict, Verdict::Neutral);
     assert_eq!(answered(302, None).verdict, Verdict::Neutral);
     assert_eq!(answered(502, None).verdict, Verdict::Failing);
@@ -121,6 +134,7 @@ fn probes() {
         Probe::classify(Posted::Answer {
             status,
             retry_after: None,
+            gitlab_refusal: false,
         })
     };
     assert!(probe(401).route_exists);

@@ -25,6 +25,9 @@ POST /_control/mode (body: the mode) and read with GET /_control/mode:
   500 502 401 404
               answer that status (after reading the request)
   400         answer 400 {"success":false,"message":"... too large ..."}
+              (GitLab's own refusal, after it mailed the sender)
+  proxy400    answer 400 with an HTML page, as nginx does for plain
+              HTTP sent to its HTTPS port: not GitLab's answer
   hang        read the request and never answer, until the client closes
   reset       read part of the body, then close the socket with a RST
   slow:<ms>   answer like ok after a delay
@@ -85,7 +88,7 @@ ISSUER = "gitlab-mailroom"
 MAX_AGE_SECS = 300
 HANG_LIMIT_SECS = 600
 MAX_BODY = 64 * 1024 * 1024
-SIMPLE_MODES = ("ok", "500", "502", "503", "429", "401", "404", "400", "hang", "reset")
+SIMPLE_MODES = ("ok", "500", "502", "503", "429", "401", "404", "400", "proxy400", "hang", "reset")
 
 
 class State:
@@ -414,6 +417,11 @@ class Handler(BaseHTTPRequestHandler):
                 "success": False,
                 "message": "Request payload is too large for the job queue",
             }
+        elif mode == "proxy400":
+            entry["status"] = 400
+            state.record(entry, None)
+            self.answer_text(400, "<html><head><title>400 The plain HTTP request was sent to HTTPS port</title></head></html>\n")
+            return
         else:
             status, payload = int(mode), {"message": "%s stand-in failure" % mode}
 

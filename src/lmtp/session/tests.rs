@@ -746,7 +746,7 @@ fn one_reply_per_accepted_recipient_in_rcpt_order_for_any_outcomes() {
     let outcomes = [
         Outcome::Temporary(crate::outcome::Temporary::Status(500)),
         Outcome::Delivered,
-        Outcome::RejectedAsTooLarge,
+        Outcome::UnknownRecipient,
     ];
     for piece in [0, 1, 7] {
         let mut s = session();
@@ -770,7 +770,7 @@ fn one_reply_per_accepted_recipient_in_rcpt_order_for_any_outcomes() {
                 "deliver",
                 "451 4.3.0",
                 "250 2.0.0",
-                "552 5.3.4",
+                "550 5.1.1",
                 "221 2.0.0",
                 "close"
             ],
