@@ -17,6 +17,7 @@ mod guard;
 mod hostile;
 mod http;
 mod lmtp;
+mod one_post;
 mod package;
 mod parity;
 mod pipe;

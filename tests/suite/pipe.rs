@@ -144,7 +144,12 @@ fn service_desk_recipient_goes_to_the_service_desk_mailbox() {
 fn gitlab_answers_map_to_exit_status_and_dsn() {
     let (env, mut standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let rows = [
-        ("proxy400", 75, "4.3.0 ", "deferred (451 4.3.0 GitLab answered 400"),
+        (
+            "proxy400",
+            75,
+            "4.3.0 ",
+            "deferred (451 4.3.0 GitLab answered 400",
+        ),
         ("401", 75, "4.7.0 ", "deferred (451 4.7.0"),
         ("404", 75, "4.3.5 ", "deferred (451 4.3.5"),
         ("500", 75, "4.3.0 ", "deferred (451 4.3.0"),
@@ -480,7 +485,8 @@ fn logged_key_is_the_key_gitlab_finds_in_the_posted_bytes() {
         assert_eq!(bodies.len(), before + 2 - usize::from(shared), "{name}");
         if shared {
             assert!(
-                log_line_for(&out, &keyed).contains(&format!("posted once for this key, with to=<{base}>")),
+                log_line_for(&out, &keyed)
+                    .contains(&format!("posted once for this key, with to=<{base}>")),
                 "{name}: {out}"
             );
         }

@@ -34,6 +34,9 @@ POST /_control/mode (body: the mode) and read with GET /_control/mode:
   429 503     answer that status (GitLab's rate limit, a proxy's outage)
   retry:<status>:<secs>
               answer <status> with "Retry-After: <secs>"
+  retry-far:<status>
+              answer <status> with a Retry-After date in the year
+              99999999999
 A comma-separated list ("500,ok") is used one item per request; the last
 item stays. A test uses that for "first try fails, the retry succeeds" and
 for one recipient failing among several.
@@ -163,6 +166,8 @@ def parse_mode(text):
             continue
         parts = m.split(":")
         if len(parts) == 3 and parts[0] == "retry" and parts[1].isdigit() and parts[2].isdigit():
+            continue
+        if len(parts) == 2 and parts[0] == "retry-far" and parts[1].isdigit():
             continue
         raise ValueError("unknown mode %r" % m)
     return modes
@@ -403,6 +408,10 @@ class Handler(BaseHTTPRequestHandler):
         retry_after = None
         if mode.startswith("retry:"):
             _, mode, retry_after = mode.split(":")
+        if mode.startswith("retry-far:"):
+            # An HTTP date whose year overflows any seconds count.
+            _, mode = mode.split(":")
+            retry_after = "Sun, 06 Nov 99999999999 08:49:37 GMT"
 
         if mode == "ok":
             if mailbox not in MAILBOXES or claims is None:

@@ -11,5 +11,6 @@
 mod commands;
 mod connections;
 mod content;
+mod edges;
 mod pipe;
 mod transactions;

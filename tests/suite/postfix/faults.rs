@@ -357,7 +357,11 @@ fn judge(
     if fault == Fault::Status("400") {
         // GitLab's own "too large" answer: GitLab has mailed the sender, so
         // Postfix takes the message and sends no second notice.
-        return match (first.starts_with("sent 2."), last.starts_with("sent 2."), deliveries) {
+        return match (
+            first.starts_with("sent 2."),
+            last.starts_with("sent 2."),
+            deliveries,
+        ) {
             (true, true, 0) => Ok(()),
             _ => fail("GitLab's own 400 must be taken (sent, no bounce) and post nothing more"),
         };
