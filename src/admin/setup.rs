@@ -1,13 +1,17 @@
 //! `gitlab-mailgate setup`: from GitLab's gitlab.yml to a working route in
-//! one command. Writes the configuration file (an existing one that differs
-//! is kept unless `--force`, and the diff is shown), with `--postfix` makes
+//! one command. Edits the configuration file, changing only the settings
+//! it owns (`config_text`) and keeping every other one; when those differ
+//! in an existing file it shows them and changes them only with `--force`
+//! (or in the packaged example). With `--postfix` it makes
 //! Postfix route the incoming domains to gitlab-mailgate through `postconf`
 //! and runs `postfix check`, enables `gitlab-mailgate.socket` where systemd
 //! runs, then runs `check`. Each step compares first and changes only what
 //! differs, so a second run says "nothing changed"; `--dry-run` prints the
-//! commands and changes nothing.
+//! commands and changes nothing, and checks the configuration as it would
+//! be (with GitLab's secret files where the copies would be).
 //!
-//! It never prints a secret: secret files are copied, never shown.
+//! It never prints a secret: secret files are copied, never shown. What it
+//! reads is bounded like every trusted file (`crate::file`).
 
 use crate::admin::access::{group_name, SERVICE_USER};
 use crate::admin::check::{self, RouteOptions};
@@ -24,7 +28,7 @@ mod diff;
 /// The unix socket of the packaged `gitlab-mailgate.socket`.
 pub const DEFAULT_TARGET: &str = "lmtp:unix:/run/gitlab-mailgate/lmtp.sock";
 
-/// Marks the packaged example: a file that still has it is replaced
+/// Marks the packaged example: a file that still has it is edited
 /// without `--force`.
 const UNCONFIGURED_MARK: &str = "# CHANGE ME";
 
@@ -109,7 +113,7 @@ fn setup(args: &Options, out: &mut Steps) -> Result<(), String> {
             .map(PathBuf::from)
             .find(|p| p.exists())
     });
-    let text = match &yml_path {
+    let in_effect = match &yml_path {
         Some(path) => {
             let yml = GitlabYml::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
             let active: Vec<_> = yml.mailboxes.iter().filter(|m| m.active()).collect();
@@ -124,11 +128,7 @@ fn setup(args: &Options, out: &mut Steps) -> Result<(), String> {
             if let Some(why) = active.iter().find_map(|m| m.refusal()) {
                 return Err(format!("{}: {why}", path.display()));
             }
-            let (text, copies) = config_text::render(config_path, &yml, listen.as_deref());
-            for copy in copies {
-                copy_secret(out, &copy.from, &copy.to)?;
-            }
-            Some(text)
+            write_config(args, out, &yml, listen.as_deref())?
         }
         None if config_path.exists() => None,
         None => {
@@ -139,12 +139,10 @@ fn setup(args: &Options, out: &mut Steps) -> Result<(), String> {
             ))
         }
     };
-    if let Some(text) = &text {
-        write_config(args, out, text)?;
-    }
 
-    // The domains to route: those of the configuration as it will be.
-    let config = match (&text, args.dry_run) {
+    // The domains to route: those of the configuration as it will be (in
+    // a dry run, with GitLab's secrets where the copies would be).
+    let config = match (&in_effect, args.dry_run) {
         (Some(t), true) => Config::parse(config_path, t),
         _ => Config::load(config_path),
     }
@@ -167,41 +165,86 @@ fn setup(args: &Options, out: &mut Steps) -> Result<(), String> {
     Ok(())
 }
 
-fn write_config(args: &Options, out: &mut Steps, text: &str) -> Result<(), String> {
+/// Copies the secrets and edits the configuration file as setup would
+/// have them; returns the text a dry run checks instead of the file.
+fn write_config(
+    args: &Options,
+    out: &mut Steps,
+    yml: &GitlabYml,
+    listen: Option<&str>,
+) -> Result<Option<String>, String> {
     let path = &args.config_path;
-    let old = std::fs::read_to_string(path).ok();
-    if old.as_deref() == Some(text) {
-        out.same(format_args!("{}", path.display()));
-        return Ok(());
-    }
-    let lines = diff::lines(old.as_deref().unwrap_or_default(), text);
-    let replace = match &old {
-        None => true,
-        Some(o) => args.force || o.contains(UNCONFIGURED_MARK),
+    let old = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        _ => Some(
+            crate::file::read_text(path, crate::file::CONFIG_MAX)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        ),
     };
+    let planned = match old
+        .as_deref()
+        .map(|o| config_text::plan(path, Some(o), yml, listen))
+    {
+        None => config_text::plan(path, None, yml, listen)?,
+        Some(Ok(planned)) => planned,
+        Some(Err(e)) if args.force => {
+            println!("note  {}: {e}; --force replaces it", path.display());
+            config_text::plan(path, None, yml, listen)?
+        }
+        Some(Err(e)) => {
+            return Err(format!(
+                "{}: {e}; fix it, or --force replaces it with a new one",
+                path.display()
+            ))
+        }
+    };
+    if let Some(why) = &planned.blocked {
+        println!(
+            "note  {}: setup copies GitLab's secret files (to let it read them in place \
+             instead: {})",
+            why.what, why.acl
+        );
+    }
+    for copy in &planned.copies {
+        copy_secret(out, &copy.from, &copy.to)?;
+    }
+    let old_text = old.as_deref().unwrap_or_default();
+    if old.as_deref() == Some(planned.text.as_str()) {
+        out.same(format_args!("{}", path.display()));
+        return Ok(args.dry_run.then_some(planned.as_if_copied));
+    }
+    let mut lines = diff::settings(old_text, &planned.text);
+    if lines.is_empty() {
+        lines.push("(the same settings; comments and layout only)".into());
+    }
+    let replace = old.is_none() || args.force || old_text.contains(UNCONFIGURED_MARK);
     if !replace {
         println!(
-            "keep  {} differs from what setup would write (--force replaces it):",
+            "keep  {} differs in settings setup owns (--force changes them, keeping \
+             all others):",
             path.display()
         );
         for l in lines {
             println!("        {l}");
         }
-        return Ok(());
+        return Ok(old);
     }
     out.change(format_args!("write {}:", path.display()));
     for l in lines {
         println!("        {l}");
     }
-    if !args.dry_run {
-        write_private(path, text.as_bytes())?;
+    if args.dry_run {
+        return Ok(Some(planned.as_if_copied));
     }
-    Ok(())
+    write_private(path, planned.text.as_bytes())?;
+    Ok(None)
 }
 
 fn copy_secret(out: &mut Steps, from: &Path, to: &Path) -> Result<(), String> {
-    let data = std::fs::read(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
-    if std::fs::read(to).ok().as_deref() == Some(data.as_slice()) {
+    use crate::file::{read, SECRET_MAX};
+    let (data, _) =
+        read(from, SECRET_MAX).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    if read(to, SECRET_MAX).ok().map(|(d, _)| d) == Some(data.clone()) {
         out.same(format_args!(
             "{} (copy of {})",
             to.display(),
@@ -226,9 +269,8 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
     std::fs::write(path, data).map_err(fail)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o640)).map_err(fail)?;
     if let Some(user) = crate::admin::access::User::lookup(SERVICE_USER) {
-        let gid = user.gids.first().copied();
-        if group_name(gid.unwrap_or(0)) == SERVICE_USER {
-            chown(path, Some(0), gid).map_err(fail)?;
+        if group_name(user.gid) == SERVICE_USER {
+            chown(path, Some(0), Some(user.gid)).map_err(fail)?;
         }
     }
     Ok(())

@@ -261,6 +261,13 @@ fn deb_builds_installs_and_purges() {
     for doc in ["README.Debian", "README.md", "copyright"] {
         assert!(Path::new(DOC).join(doc).is_file(), "{DOC}/{doc} is missing");
     }
+    // The commented example `setup` points at (it edits /etc's copy).
+    let example = std::fs::read(format!("{DOC}/examples/config.toml"))
+        .unwrap_or_else(|e| panic!("{DOC}/examples/config.toml: {e}"));
+    assert!(
+        example == std::fs::read(source("packaging/config.toml")).expect("source file"),
+        "{DOC}/examples/config.toml differs from packaging/config.toml"
+    );
     for name in POSTFIX_FILES {
         let installed = std::fs::read(format!("{DOC}/postfix/{name}"))
             .unwrap_or_else(|e| panic!("{DOC}/postfix/{name}: {e}"));

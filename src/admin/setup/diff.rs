@@ -1,36 +1,52 @@
-//! A line diff for showing what `setup` would change in a small text file
-//! (a configuration, a lookup table): removed lines `-`, added lines `+`,
-//! from a longest common subsequence. Quadratic, so only for small files.
+//! What `setup` would change in a configuration file, shown as settings
+//! (`- gitlab.url = "…"`, `+ gitlab.config_file = "…"`), not as lines: the
+//! admin sees the settings that change, not the comments around them.
 
-/// The changed lines of `old` → `new`, each prefixed `- ` or `+ `, in
-/// order; empty when the texts are equal.
-pub fn lines(old: &str, new: &str) -> Vec<String> {
-    let a: Vec<&str> = old.lines().collect();
-    let b: Vec<&str> = new.lines().collect();
-    // lcs[i][j]: length of the common subsequence of a[i..] and b[j..].
-    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
+use std::collections::BTreeMap;
+
+/// The settings that differ from `old` to `new`, each `- key = value`
+/// (gone or changed from) or `+ key = value` (new or changed to), ordered
+/// by key; empty when both set the same. A text that is not valid TOML
+/// counts as having no settings.
+pub fn settings(old: &str, new: &str) -> Vec<String> {
+    let (a, b) = (flatten(old), flatten(new));
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let mut out = Vec::new();
+    for key in keys {
+        let (was, now) = (a.get(key), b.get(key));
+        if was == now {
+            continue;
+        }
+        if let Some(v) = was {
+            out.push(format!("- {key} = {v}"));
+        }
+        if let Some(v) = now {
+            out.push(format!("+ {key} = {v}"));
         }
     }
-    let (mut i, mut j, mut out) = (0, 0, Vec::new());
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            i += 1;
-            j += 1;
-        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            // Removals first, as diff(1) shows a changed line.
-            out.push(format!("- {}", a[i]));
-            i += 1;
-        } else {
-            out.push(format!("+ {}", b[j]));
-            j += 1;
+    out
+}
+
+/// Every setting of `text` as dotted key → value in TOML notation.
+fn flatten(text: &str) -> BTreeMap<String, String> {
+    fn walk(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) {
+        for (key, value) in table {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match value {
+                toml::Value::Table(t) => walk(&path, t, out),
+                v => {
+                    out.insert(path, v.to_string());
+                }
+            }
         }
+    }
+    let mut out = BTreeMap::new();
+    if let Ok(table) = text.parse::<toml::Table>() {
+        walk("", &table, &mut out);
     }
     out
 }
@@ -38,12 +54,17 @@ pub fn lines(old: &str, new: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn shows_only_changed_lines() {
-        assert!(super::lines("a\nb\n", "a\nb\n").is_empty());
+    fn shows_settings_not_comments() {
+        let old = "# a comment\n[gitlab]\nurl = \"a\"\n# more\n[http]\nlisten = \"x\"\n";
+        assert!(super::settings(old, old).is_empty());
+        let new = "[gitlab]\nconfig_file = \"/g\"\n[http]\nlisten = \"x\"\n";
         assert_eq!(
-            super::lines("a\nb\nc\n", "a\nx\nc\nd\n"),
-            ["- b", "+ x", "+ d"]
+            super::settings(old, new),
+            ["+ gitlab.config_file = \"/g\"", "- gitlab.url = \"a\""]
         );
-        assert_eq!(super::lines("", "new\n"), ["+ new"]);
+        assert_eq!(
+            super::settings("", "[a]\nb = [\"c\"]\n"),
+            ["+ a.b = [\"c\"]"]
+        );
     }
 }

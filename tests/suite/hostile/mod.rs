@@ -8,6 +8,7 @@
 //! and, for the nasty cases, that its peak memory stayed bounded. Waits are
 //! bounded; nothing asserts on timing.
 
+mod admin;
 mod commands;
 mod connections;
 mod content;

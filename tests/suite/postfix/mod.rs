@@ -14,7 +14,7 @@ use crate::common;
 mod faults;
 mod guard;
 mod harness;
-mod mailgate;
+pub(crate) mod mailgate;
 mod prometheus;
 mod setup;
 mod shipped;
