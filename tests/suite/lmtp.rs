@@ -164,12 +164,20 @@ fn too_many_connections_get_421() {
         ..Settings::default()
     });
     let server = Server::start(&env);
+    // A connection in a transaction keeps its slot...
     let mut first = server.connect();
-    first.expect(220, "");
+    first.hello();
+    first.cmd("MAIL FROM:<>", 250, "2.1.0");
     let mut second = server.connect();
     second.expect(421, "4.3.2");
     assert!(second.reply().is_none());
     first.cmd("NOOP", 250, "2.0.0");
+    // ...an idle one gives it to the next client.
+    first.cmd("RSET", 250, "2.0.0");
+    let mut third = server.connect();
+    third.expect(220, "");
+    first.expect(421, "4.4.2");
+    third.cmd("NOOP", 250, "2.0.0");
 }
 
 #[test]

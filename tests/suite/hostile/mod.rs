@@ -12,4 +12,6 @@ mod commands;
 mod connections;
 mod content;
 mod pipe;
+mod reload;
+mod slots;
 mod transactions;
