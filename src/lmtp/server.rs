@@ -302,6 +302,10 @@ fn converse(
                     .log
                     .info(&format!("{why}, closing the connection from {peer}"));
             }
+            if held.evicted() {
+                // Its slot is another's already: no waiting on this client.
+                let _ = stream.configure(TICK, TICK);
+            }
             let _ = send(stream, &mut line(&reply));
             return messages;
         }
@@ -361,16 +365,17 @@ fn converse(
                 }
             }
         }
+        // Busy until the replies are out: a thread blocked writing to a
+        // client that does not read keeps its slot, or evicting it would
+        // free the slot but not the thread.
+        if send(stream, &mut out).is_err() {
+            return messages;
+        }
         if progress {
             last_input = Instant::now();
         }
-        // Idle before the replies go out: a client that got them may hand
-        // the slot to the next one at once.
         if !session.in_transaction() {
             held.idle(last_input);
-        }
-        if send(stream, &mut out).is_err() {
-            return messages;
         }
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! A slot is *idle* while its connection waits for input outside a
 //! transaction (before LHLO, between messages), *busy* while it handles
-//! input or is in a transaction. When all `max_connections` slots are
+//! input (until its replies are written) or is in a transaction. When all `max_connections` slots are
 //! taken, a new client takes the slot of the connection idle longest, which
 //! is answered `421 4.4.2` and closed; a connection in a transaction is
 //! never evicted. Only when every slot is busy is the new client refused
@@ -22,6 +22,11 @@
 //! looks the same. Hence eviction for everyone, and the cap only where it
 //! tells peers apart (TCP addresses; unix-socket peers have no cap:
 //! the socket's mode already decides who may connect).
+//!
+//! An evicted connection's thread sees it within the server's read tick
+//! and writes its 421 with a short timeout, so threads outnumber slots
+//! only by the evictions of the last moment; a thread blocked writing to
+//! a client that does not read is busy, never evicted.
 //!
 //! No I/O here: the server's connection thread looks at its [`Held`] slot
 //! before it handles input ([`Held::busy`]) and gives it back ([`Held::idle`]).
