@@ -283,7 +283,23 @@ fn lmtp(roff: &mut Roff) {
         roff,
         [roman(
             "On SIGTERM the server stops accepting connections, lets deliveries in \
-             progress finish for up to shutdown_grace_secs and exits.",
+             progress finish for up to shutdown_grace_secs and exits. On SIGHUP \
+             (systemctl reload) it re-reads the configuration and the secrets: open \
+             connections finish with the configuration they began with, new ones use \
+             the new one; a file with an error is logged and the old one kept; changed \
+             listeners need a restart.",
+        )],
+    );
+    para(
+        roff,
+        [roman(
+            "LHLO must come within lhlo_timeout_secs of connecting; a connection \
+             without progress is closed with 421 4.4.2 after \
+             between_messages_timeout_secs outside a transaction, idle_timeout_secs in \
+             one. When all max_connections are taken, a new client gets the slot of \
+             the connection idle longest outside a transaction (answered 421 4.4.2); \
+             only when every one is in a transaction is it answered 421 4.3.2. One TCP \
+             address holds at most max_connections_per_peer.",
         )],
     );
     para(roff, [roman("Postfix transport table entries:")]);

@@ -34,6 +34,9 @@ pub struct Health {
     gitlab: Mutex<Option<(Instant, Option<String>)>>,
     /// Secrets or keys that did not load at the last look, one line each.
     credentials: Mutex<Vec<String>>,
+    /// The client and mailboxes probed and checked: those of the
+    /// configuration in force (a reload replaces them).
+    target: Mutex<Option<(Client, Vec<Mailbox>)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -84,6 +87,13 @@ impl Health {
         }
     }
 
+    /// Probes with `client` and checks `mailboxes` from now on (after a
+    /// reload of the configuration); the credentials are checked at once.
+    pub fn retarget(&self, client: Client, mailboxes: Vec<Mailbox>) {
+        self.check_credentials(&mailboxes);
+        *lock(&self.target) = Some((client, mailboxes));
+    }
+
     /// Starts the thread that re-reads the secrets and keys and probes
     /// GitLab when it has been quiet for [`PROBE_EVERY`].
     pub fn start(
@@ -93,13 +103,17 @@ impl Health {
         log: Log,
     ) -> Result<(), String> {
         let health = self.clone();
-        health.check_credentials(&mailboxes);
+        health.retarget(client, mailboxes);
         std::thread::Builder::new()
             .name("health".into())
             .spawn(move || {
                 let mut last_probe: Option<Instant> = None;
                 let mut last_read = Instant::now();
                 loop {
+                    let target = lock(&health.target).clone();
+                    let Some((client, mailboxes)) = target else {
+                        return;
+                    };
                     if last_read.elapsed() >= SECRET_TTL {
                         health.check_credentials(&mailboxes);
                         last_read = Instant::now();

@@ -14,8 +14,11 @@ pub(super) struct RawLmtp {
     listen: Vec<Spanned<String>>,
     socket_mode: Spanned<String>,
     max_connections: usize,
+    max_connections_per_peer: usize,
     max_recipients: usize,
     idle_timeout_secs: u64,
+    lhlo_timeout_secs: u64,
+    between_messages_timeout_secs: u64,
     shutdown_grace_secs: u64,
 }
 
@@ -25,8 +28,11 @@ impl Default for RawLmtp {
             listen: vec![Spanned::new(0..0, "127.0.0.1:2424".to_string())],
             socket_mode: Spanned::new(0..0, "0660".to_string()),
             max_connections: 64,
+            max_connections_per_peer: 32,
             max_recipients: 100,
             idle_timeout_secs: 300,
+            lhlo_timeout_secs: 10,
+            between_messages_timeout_secs: 30,
             shutdown_grace_secs: 30,
         }
     }
@@ -55,12 +61,23 @@ pub(super) fn check(lm: RawLmtp) -> Result<Settings, Invalid> {
             lm.max_connections as u64,
             1..=4096,
         )? as usize,
+        max_connections_per_peer: n(
+            "[lmtp] max_connections_per_peer",
+            lm.max_connections_per_peer as u64,
+            1..=4096,
+        )? as usize,
         max_recipients: n(
             "[lmtp] max_recipients",
             lm.max_recipients as u64,
             1..=10_000,
         )? as usize,
         idle_timeout: secs("[lmtp] idle_timeout_secs", lm.idle_timeout_secs, 1..=3600)?,
+        lhlo_timeout: secs("[lmtp] lhlo_timeout_secs", lm.lhlo_timeout_secs, 1..=300)?,
+        between_messages_timeout: secs(
+            "[lmtp] between_messages_timeout_secs",
+            lm.between_messages_timeout_secs,
+            1..=3600,
+        )?,
         shutdown_grace: secs(
             "[lmtp] shutdown_grace_secs",
             lm.shutdown_grace_secs,

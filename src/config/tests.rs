@@ -172,7 +172,10 @@ fn defaults_and_url_normalisation() {
     assert_eq!(c.lmtp.listen, ["127.0.0.1:2424"]);
     assert_eq!(c.lmtp.socket_mode, 0o660);
     assert_eq!(c.lmtp.max_connections, 64);
+    assert_eq!(c.lmtp.max_connections_per_peer, 32);
     assert_eq!(c.lmtp.max_recipients, 100);
+    assert_eq!(c.lmtp.lhlo_timeout, Duration::from_secs(10));
+    assert_eq!(c.lmtp.between_messages_timeout, Duration::from_secs(30));
 }
 
 #[test]
@@ -375,6 +378,14 @@ fn other_bad_values_are_refused() {
         (
             "[lmtp]\nidle_timeout_secs = 9223372036854775807\n",
             "[lmtp] idle_timeout_secs = 9223372036854775807 is out of range",
+        ),
+        (
+            "[lmtp]\nlhlo_timeout_secs = 0\n",
+            "[lmtp] lhlo_timeout_secs = 0 is out of range: use 1 to 300",
+        ),
+        (
+            "[lmtp]\nmax_connections_per_peer = 0\n",
+            "[lmtp] max_connections_per_peer = 0 is out of range: use 1 to 4096",
         ),
         (
             "[guard]\nslot_wait_secs = 9223372036854775807\n",

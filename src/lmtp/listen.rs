@@ -6,7 +6,7 @@
 use crate::log::Log;
 use listenfd::ListenFd;
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -101,6 +101,16 @@ impl Stream {
                 s.set_read_timeout(Some(read))?;
                 s.set_write_timeout(Some(write))
             }
+        }
+    }
+}
+
+impl Stream {
+    /// The TCP peer's address (`None` over a unix socket).
+    pub fn peer_ip(&self) -> Option<IpAddr> {
+        match self {
+            Stream::Tcp(s) => s.peer_addr().ok().map(|a| a.ip()),
+            Stream::Unix(_) => None,
         }
     }
 }

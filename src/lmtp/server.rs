@@ -2,31 +2,39 @@
 //! listens (see `listen`), and runs one thread per connection that drives
 //! a `Session` and hands finished messages to the delivery core.
 //!
-//! Limits: `max_connections` at once (more get `421 4.3.2`), `idle_timeout`
-//! without progress — no command completed, no message bytes — (then
-//! `421 4.4.2`), so a client trickling a command byte by byte is dropped.
+//! Limits: `max_connections` slots, shared out by `slots` (a new client
+//! takes the slot of the connection idle longest outside a transaction,
+//! which gets `421 4.4.2`; `421 4.3.2` when every slot is in use; one TCP
+//! address holds at most `max_connections_per_peer`). Without progress —
+//! no command completed, no message bytes — a connection is closed with
+//! `421 4.4.2` after `idle_timeout` in a transaction and after the shorter
+//! `between_messages_timeout` outside one, so a client trickling a command
+//! byte by byte is dropped; LHLO must be done `lhlo_timeout` after connecting.
 //! On SIGTERM or SIGINT it stops accepting, lets transactions in flight
 //! finish for up to `shutdown_grace`, answers `421 4.3.2` to the others
-//! and exits 0; a second signal exits at once.
+//! and exits 0; a second signal exits at once. SIGHUP reloads the
+//! configuration (see `generation`); it never ends the server.
 //! A connection that drops in the middle of a message posts nothing.
 
+use super::clock::Clock;
+use super::generation::Generation;
 use super::listen::{self, Bound, Stream};
 use super::session::{Action, Decision, Limits, Session};
+use super::slots::{self, Held, Slots};
 use crate::config::Config;
-use crate::deliver::Deliverer;
 use crate::gitlab::Client;
 use crate::health::Health;
 use crate::log::Log;
 use crate::metrics::Metrics;
 use crate::observe::Observer;
 use crate::reply::*;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How often blocked reads and the accept loop look at the stop flag.
@@ -38,17 +46,32 @@ const DRAIN_MARGIN: Duration = Duration::from_secs(2);
 
 /// What every connection thread shares.
 struct Server {
-    deliverer: Arc<Deliverer>,
     log: Log,
     hostname: String,
-    limits: Limits,
-    max_connections: usize,
-    idle_timeout: Duration,
-    grace: Duration,
-    /// Connections being served now.
+    health: Arc<Health>,
+    /// The configuration new connections get; SIGHUP replaces it.
+    current: Mutex<Arc<Generation>>,
+    slots: Arc<Slots>,
+    /// Connection threads running now (evicted ones until they close).
     active: AtomicUsize,
     /// Set when shutdown began.
     stopping: OnceLock<Instant>,
+}
+
+impl Server {
+    fn current(&self) -> Arc<Generation> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// SIGHUP: the next generation, when the file loads.
+    fn reload(&self) {
+        if let Some(next) = self.current().reload(&self.log, &self.health) {
+            *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        }
+    }
 }
 
 /// Counts a connection as active until dropped (even by a panic).
@@ -87,7 +110,7 @@ fn start(config: Arc<Config>, log: &Log) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new(&kinds));
     let health = Arc::new(Health::default());
     let observer = Observer::new(log.clone()).with(metrics.clone(), health.clone());
-    let deliverer = Arc::new(Deliverer::new(config.clone(), observer)?.with_loop_breaker());
+    let generation = Generation::new(config.clone(), observer)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
         // The first signal sets the flag; one more while stopping exits.
@@ -95,6 +118,10 @@ fn start(config: Arc<Config>, log: &Log) -> Result<(), String> {
             .and_then(|_| signal_hook::flag::register(signal, stop.clone()))
             .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
     }
+    // SIGHUP's default action would end the server in mid-delivery.
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(SIGHUP, reload.clone())
+        .map_err(|e| format!("cannot handle signal {SIGHUP}: {e}"))?;
     let lmtp = &config.lmtp;
     let listeners = listen::open(&lmtp.listen, lmtp.socket_mode)?;
     for l in &listeners {
@@ -103,15 +130,10 @@ fn start(config: Arc<Config>, log: &Log) -> Result<(), String> {
     }
     let server = Arc::new(Server {
         log: log.clone(),
-        deliverer,
         hostname: hostname(),
-        limits: Limits {
-            max_message_size: config.max_message_size,
-            max_recipients: lmtp.max_recipients,
-        },
-        max_connections: lmtp.max_connections,
-        idle_timeout: lmtp.idle_timeout,
-        grace: lmtp.shutdown_grace,
+        health: health.clone(),
+        current: Mutex::new(Arc::new(generation)),
+        slots: Slots::new(),
         active: AtomicUsize::new(0),
         stopping: OnceLock::new(),
     });
@@ -124,7 +146,7 @@ fn start(config: Arc<Config>, log: &Log) -> Result<(), String> {
     listen::notify("READY=1", log);
 
     health.set_accepting(true);
-    accept_loop(&listeners, &server, &stop);
+    accept_loop(&listeners, &server, &stop, &reload);
     health.set_accepting(false);
 
     let since = *server.stopping.get_or_init(Instant::now);
@@ -134,8 +156,8 @@ fn start(config: Arc<Config>, log: &Log) -> Result<(), String> {
     server
         .log
         .info(&format!("stopping: no new connections, {busy} open"));
-    while server.active.load(Ordering::SeqCst) > 0 && since.elapsed() < server.grace + DRAIN_MARGIN
-    {
+    let grace = server.current().config.lmtp.shutdown_grace;
+    while server.active.load(Ordering::SeqCst) > 0 && since.elapsed() < grace + DRAIN_MARGIN {
         std::thread::sleep(Duration::from_millis(50));
     }
     let left = server.active.load(Ordering::SeqCst);
@@ -148,8 +170,9 @@ fn start(config: Arc<Config>, log: &Log) -> Result<(), String> {
     Ok(())
 }
 
-/// Accepts connections on all listeners until `stop` is set.
-fn accept_loop(listeners: &[Bound], server: &Arc<Server>, stop: &AtomicBool) {
+/// Accepts connections on all listeners until `stop` is set; reloads the
+/// configuration when `reload` is set.
+fn accept_loop(listeners: &[Bound], server: &Arc<Server>, stop: &AtomicBool, reload: &AtomicBool) {
     let mut fds: Vec<libc::pollfd> = listeners
         .iter()
         .map(|l| libc::pollfd {
@@ -159,6 +182,9 @@ fn accept_loop(listeners: &[Bound], server: &Arc<Server>, stop: &AtomicBool) {
         })
         .collect();
     while !stop.load(Ordering::SeqCst) {
+        if reload.swap(false, Ordering::SeqCst) {
+            server.reload();
+        }
         // SAFETY: `fds` is a live array of `fds.len()` pollfd structs.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 200) };
         if ready < 0 {
@@ -193,24 +219,36 @@ fn accept_loop(listeners: &[Bound], server: &Arc<Server>, stop: &AtomicBool) {
 
 /// Starts serving `stream` on its own thread, or turns it away.
 fn admit(mut stream: Stream, peer: String, server: &Arc<Server>) {
-    if let Err(e) = stream.configure(TICK, server.idle_timeout) {
+    let generation = server.current();
+    let lmtp = &generation.config.lmtp;
+    if let Err(e) = stream.configure(TICK, lmtp.idle_timeout) {
         server.log.warn(&format!("{peer}: {e}"));
         return;
     }
-    if server.active.load(Ordering::SeqCst) >= server.max_connections {
-        server
-            .log
-            .warn(&format!("too many connections, refused {peer}"));
-        let _ = stream.configure(TICK, TICK);
-        let reply = Reply::new(NOT_AVAILABLE, E_SHUTTING_DOWN, "too many connections");
-        let _ = send(&mut stream, &mut line(&reply));
-        return;
+    let limits = slots::Limits {
+        total: lmtp.max_connections,
+        per_peer: lmtp.max_connections_per_peer,
+    };
+    let admitted = match server.slots.admit(stream.peer_ip(), &peer, limits) {
+        Ok(admitted) => admitted,
+        Err(reply) => {
+            server.log.warn(&format!("{}, refused {peer}", reply.text));
+            let _ = stream.configure(TICK, TICK);
+            let _ = send(&mut stream, &mut line(&reply));
+            return;
+        }
+    };
+    for victim in &admitted.evicted {
+        server.log.info(&format!(
+            "connection slots taken: closing the idle connection from {victim} for {peer}"
+        ));
     }
+    let held = admitted.held;
     server.active.fetch_add(1, Ordering::SeqCst);
     let active = Active(server.clone());
     let spawned = std::thread::Builder::new()
         .name("lmtp".into())
-        .spawn(move || serve(stream, &peer, &active.0));
+        .spawn(move || serve(stream, &peer, &active.0, &generation, &held));
     if let Err(e) = spawned {
         server
             .log
@@ -218,23 +256,35 @@ fn admit(mut stream: Stream, peer: String, server: &Arc<Server>) {
     }
 }
 
-/// One connection, from greeting to close.
-fn serve(mut stream: Stream, peer: &str, server: &Server) {
-    let _counted = server.deliverer.observer().connection();
+/// One connection, from greeting to close, under `generation`.
+fn serve(mut stream: Stream, peer: &str, server: &Server, generation: &Generation, held: &Held) {
+    let _counted = generation.deliverer.observer().connection();
     server.log.info(&format!("connect from {peer}"));
-    let messages = converse(&mut stream, peer, server);
+    let messages = converse(&mut stream, peer, server, generation, held);
     server
         .log
         .info(&format!("disconnect from {peer} messages={messages}"));
 }
 
 /// Runs the session over `stream`; returns how many messages it took.
-fn converse(stream: &mut Stream, peer: &str, server: &Server) -> usize {
-    let deliverer = &server.deliverer;
+fn converse(
+    stream: &mut Stream,
+    peer: &str,
+    server: &Server,
+    generation: &Generation,
+    held: &Held,
+) -> usize {
+    let deliverer = &generation.deliverer;
     let observer = deliverer.observer();
-    let mut session = Session::new(&server.hostname, server.limits, |sender, rcpt| {
+    let limits = Limits {
+        max_message_size: generation.config.max_message_size,
+        max_recipients: generation.config.lmtp.max_recipients,
+    };
+    let mut session = Session::new(&server.hostname, limits, |sender, rcpt| {
         deliverer.route(Some(sender), rcpt)
     });
+    let lmtp = &generation.config.lmtp;
+    let clock = Clock::new(lmtp, Instant::now());
     let mut messages = 0;
     let mut out = session.greeting();
     if send(stream, &mut out).is_err() {
@@ -243,11 +293,18 @@ fn converse(stream: &mut Stream, peer: &str, server: &Server) -> usize {
     let mut buf = vec![0; READ_SIZE];
     let mut last_input = Instant::now();
     loop {
-        if let Some(reply) = must_close(server, session.in_transaction(), last_input) {
-            if reply.enhanced == Some(E_BAD_CONNECTION) {
+        let state = (session.greeted(), session.in_transaction());
+        let expired = || clock.expired(state, last_input, Instant::now());
+        if let Some((reply, why)) = must_close(server, held, lmtp.shutdown_grace, state.1, expired)
+        {
+            if !why.is_empty() {
                 server
                     .log
-                    .info(&format!("idle timeout, closing the connection from {peer}"));
+                    .info(&format!("{why}, closing the connection from {peer}"));
+            }
+            if held.evicted() {
+                // Its slot is another's already: no waiting on this client.
+                let _ = stream.configure(TICK, TICK);
             }
             let _ = send(stream, &mut line(&reply));
             return messages;
@@ -261,7 +318,8 @@ fn converse(stream: &mut Stream, peer: &str, server: &Server) -> usize {
                 }
                 return messages;
             }
-            Ok(n) => n,
+            Ok(n) if held.busy() => n,
+            Ok(_) => continue,
             Err(e) if is_tick(&e) => continue,
             Err(e) => {
                 server
@@ -307,25 +365,44 @@ fn converse(stream: &mut Stream, peer: &str, server: &Server) -> usize {
                 }
             }
         }
+        // Busy until the replies are out: a thread blocked writing to a
+        // client that does not read keeps its slot, or evicting it would
+        // free the slot but not the thread.
         if send(stream, &mut out).is_err() {
             return messages;
         }
         if progress {
             last_input = Instant::now();
         }
+        if !session.in_transaction() {
+            held.idle(last_input);
+        }
     }
 }
 
-/// The reply to close with now, if any: shutdown (at once when no
-/// transaction is open, else after the grace time) or idle timeout.
-fn must_close(server: &Server, in_transaction: bool, last_input: Instant) -> Option<Reply> {
+/// The reply to close with now and why (for the log), if any: shutdown
+/// (at once outside a transaction, else after `grace`), the slot
+/// given to another client, or a time limit `expired`.
+fn must_close(
+    server: &Server,
+    held: &Held,
+    grace: Duration,
+    in_transaction: bool,
+    expired: impl FnOnce() -> Option<&'static str>,
+) -> Option<(Reply, &'static str)> {
     if let Some(since) = server.stopping.get() {
-        if !in_transaction || since.elapsed() >= server.grace {
-            return Some(Reply::new(NOT_AVAILABLE, E_SHUTTING_DOWN, "shutting down"));
+        if !in_transaction || since.elapsed() >= grace {
+            let reply = Reply::new(NOT_AVAILABLE, E_SHUTTING_DOWN, "shutting down");
+            return Some((reply, ""));
         }
     }
-    (last_input.elapsed() >= server.idle_timeout)
-        .then(|| Reply::new(NOT_AVAILABLE, E_BAD_CONNECTION, "idle timeout"))
+    // Checked before any input is handled ([`Held::busy`]), so a
+    // connection that lost its slot never starts a transaction.
+    if held.evicted() {
+        return Some((slots::EVICTED, "slot needed by a new client"));
+    }
+    let why = expired()?;
+    Some((Reply::new(NOT_AVAILABLE, E_BAD_CONNECTION, why), why))
 }
 
 /// A read that timed out only so the loop can look at the clock.

@@ -185,6 +185,11 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
         bytes
     }
 
+    /// True once LHLO was answered (the deadline for it is the driver's).
+    pub fn greeted(&self) -> bool {
+        !matches!(self.state, State::Commands(Phase::Start))
+    }
+
     /// True from MAIL until the transaction is over (delivered, refused or
     /// reset), and while a body is being read: the client is in the middle
     /// of something, so a shutdown should let it finish.

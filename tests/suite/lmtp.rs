@@ -164,12 +164,24 @@ fn too_many_connections_get_421() {
         ..Settings::default()
     });
     let server = Server::start(&env);
+    // A connection in a transaction keeps its slot...
     let mut first = server.connect();
-    first.expect(220, "");
+    first.hello();
+    first.cmd("MAIL FROM:<>", 250, "2.1.0");
     let mut second = server.connect();
     second.expect(421, "4.3.2");
     assert!(second.reply().is_none());
     first.cmd("NOOP", 250, "2.0.0");
+    // ...an idle one gives it to the next client (once the server has
+    // marked it idle, just after its reply went out).
+    first.cmd("RSET", 250, "2.0.0");
+    let third = wait_until(WAIT, POLL, || {
+        let mut c = server.connect();
+        (c.reply().map(|r| r.code) == Some(220)).then_some(c)
+    });
+    let mut third = third.expect("no slot for a new client after RSET");
+    first.expect(421, "4.4.2");
+    third.cmd("NOOP", 250, "2.0.0");
 }
 
 #[test]

@@ -86,6 +86,12 @@ impl Client {
         Client::over(Box::new(stream))
     }
 
+    /// Talks over `stream`, an already connected TCP socket (e.g. one
+    /// bound to another loopback address first).
+    pub fn over_tcp(stream: TcpStream) -> Client {
+        Client::over(Box::new(stream))
+    }
+
     fn over(stream: Box<dyn Stream>) -> Client {
         stream.set_read_limit(WAIT).expect("timeout");
         let reader = BufReader::new(stream.try_clone_stream().expect("clone"));

@@ -14,4 +14,6 @@ mod connections;
 mod content;
 mod edges;
 mod pipe;
+mod reload;
+mod slots;
 mod transactions;

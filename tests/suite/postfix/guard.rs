@@ -117,9 +117,10 @@ fn slow_gitlab_never_sees_more_than_max_in_flight() {
     preflight();
     const MESSAGES: usize = 40;
     let env = Env::new();
+    // 40 connections from Postfix's one address: above the default share.
     env.write_config_guarded(
         &env.gitlab_section(),
-        "",
+        "max_connections_per_peer = 64\n",
         "null_sender = \"accept\"\nloop_limit = 0\nmax_in_flight = 4\n",
     );
     let outs = vec![env.dir.join("gitlab")];

@@ -18,6 +18,7 @@ pub(crate) mod mailgate;
 mod prometheus;
 mod setup;
 mod shipped;
+mod silent;
 mod standin;
 
 use harness::{Postfix, Setup, DOMAIN};
