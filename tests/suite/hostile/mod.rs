@@ -11,5 +11,6 @@
 mod commands;
 mod connections;
 mod content;
+mod http_attack;
 mod pipe;
 mod transactions;
