@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 /// not keep the loop from the connections it has.
 const ACCEPT_BURST: usize = 256;
 /// How long accepting pauses after an error such as EMFILE (the
-/// listening socket stays readable: do not spin on it).
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// listening socket stays readable), or the loop after a failed poll: it
+/// must not spin.
+const PAUSE: Duration = Duration::from_millis(100);
 /// At most one log line per this about failing accepts.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
@@ -92,7 +93,11 @@ pub fn run(
         // SAFETY: `fds` is a live array of `fds.len()` pollfd structs.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
         if ready < 0 {
-            // EINTR (a signal): go round again; the sockets are as they were.
+            // EINTR (a signal): go round again, the sockets are as they
+            // were; anything else (ENOMEM): the same, but do not spin.
+            if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                std::thread::sleep(PAUSE);
+            }
             continue;
         }
         for (conn, fd) in conns.iter_mut().zip(&fds[1..]) {
@@ -110,7 +115,7 @@ pub fn run(
                 // Out of file descriptors and the like: make room, and
                 // let the other side of the process have a go.
                 make_room(&mut conns);
-                paused = Some(now + ACCEPT_PAUSE);
+                paused = Some(now + PAUSE);
                 if warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
                     log.warn(&format!("http: accept: {e}"));
                     warned = Some(Instant::now());
