@@ -8,7 +8,7 @@
 //! trickling connections used to leave `/livez` unanswered past a
 //! kubelet's 1 s timeout (issue 18 item 5). In the loop a silent client
 //! only holds a slot in a table; every answer is computed in microseconds
-//! (`/metrics` encoding too), so it is computed inline. The loop is ~250
+//! (`/metrics` encoding too), so it is computed inline. The loop is ~270
 //! lines on the `libc` we already depend on; `mio` would bring a portable
 //! epoll wrapper we do not need for one socket and at most
 //! [`MAX_CONNECTIONS`] connections, and `tiny_http` (which builds with
