@@ -1,29 +1,56 @@
 //! The `[http]` listener of `serve`: `GET /livez`, `/readyz` and
 //! `/metrics`, nothing else (404, or 405 for another method).
 //!
-//! A fixed pool of [`WORKERS`] threads accepts on the one TCP socket and
-//! answers one request per connection (`Connection: close`), each within
-//! [`DEADLINE`] and [`MAX_REQUEST`] bytes; so however the clients behave,
-//! it costs at most that many threads and never touches LMTP delivery.
-//! Requests are parsed by `httparse`. The loop around it is written here
-//! because `tiny_http` (which builds with Rust 1.95) starts a thread per
-//! connection without bound and has no read timeout.
+//! One thread runs an event loop (`event_loop`: `poll(2)` over
+//! non-blocking sockets) and answers one request per connection
+//! (`Connection: close`). Not a pool of worker threads: a worker blocked
+//! on a silent client is a worker no probe gets, so a handful of idle or
+//! trickling connections used to leave `/livez` unanswered past a
+//! kubelet's 1 s timeout (issue 18 item 5). In the loop a silent client
+//! only holds a slot in a table; every answer is computed in microseconds
+//! (`/metrics` encoding too), so it is computed inline. The loop is ~270
+//! lines on the `libc` we already depend on; `mio` would bring a portable
+//! epoll wrapper we do not need for one socket and at most
+//! [`MAX_CONNECTIONS`] connections, and `tiny_http` (which builds with
+//! Rust 1.95) starts a thread per connection without bound and has no
+//! read timeout. Requests are parsed by `httparse`.
+//!
+//! Bounds: [`MAX_CONNECTIONS`] open (fewer if the process may open few
+//! files: see [`start`]; when full, the oldest connection that has not
+//! sent a whole request is closed, so a new probe always gets in),
+//! [`MAX_REQUEST`] bytes of request each, and [`DEADLINE`] from accept
+//! for the whole exchange (then 408, or close). None of it touches LMTP
+//! delivery.
+
+mod event_loop;
 
 use crate::health::Health;
 use crate::log::Log;
 use crate::metrics::Metrics;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use event_loop::Limits;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Threads answering requests: probes and scrapes are rare and quick.
-pub const WORKERS: usize = 4;
+/// Connections open at once, at most: the 1,000 idle and 8 trickling
+/// clients of the issue fit, and at [`MAX_REQUEST`] each the requests
+/// take at most 8 MiB.
+pub const MAX_CONNECTIONS: usize = 1024;
 /// Largest request head read; more is answered 431.
 pub const MAX_REQUEST: usize = 8 * 1024;
-/// Time for a client to send its request head (then 408) and to take the
-/// answer.
+/// Time from accept for a client to send its request head (then 408) and
+/// to take the answer.
 pub const DEADLINE: Duration = Duration::from_secs(3);
+/// The soft limit on open files `serve` raises itself to (within the hard
+/// limit) when it has an `[http]` listener: [`MAX_CONNECTIONS`] here take
+/// at most half of it, the other half is for LMTP clients and their GitLab
+/// connections, files and logs.
+const OPEN_FILES: u64 = 16 * 1024;
+/// Connects the kernel queues until the loop accepts them; it caps this at
+/// `net.core.somaxconn`. std's default is 128: a burst of connects beyond
+/// that would have a probe's SYN dropped and resent only a second later.
+const BACKLOG: libc::c_int = 4096;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -37,7 +64,7 @@ pub struct Settings {
     pub listen: Option<SocketAddr>,
 }
 
-/// What the workers answer from.
+/// What the answers come from.
 struct Answers {
     health: Arc<Health>,
     metrics: Arc<Metrics>,
@@ -51,8 +78,8 @@ pub fn describe(settings: &Settings) -> String {
     }
 }
 
-/// Binds the configured address and starts the workers; `Ok(None)` when
-/// `[http]` is off.
+/// Binds the configured address and starts the loop's thread; `Ok(None)`
+/// when `[http]` is off.
 pub fn start(
     settings: &Settings,
     health: &Arc<Health>,
@@ -63,85 +90,59 @@ pub fn start(
         return Ok(None);
     };
     let listener = TcpListener::bind(addr).map_err(|e| format!("[http] listen {addr}: {e}"))?;
+    // SAFETY: listen(2) on the socket `listener` owns; again on a listening
+    // socket it only changes the queue length.
+    unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) };
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("[http] listen {addr}: {e}"))?;
     let bound = listener.local_addr().unwrap_or(addr);
-    let answers = Arc::new(Answers {
+    // The kernel's usual soft limit (1,024) would leave LMTP with no
+    // descriptor once idle HTTP clients took them all (EMFILE): raise it
+    // towards the hard limit (as Go's runtime does for every program), and
+    // never let HTTP hold more than half of what we got.
+    let open_files = event_loop::raise_open_files(OPEN_FILES);
+    let limits = Limits {
+        max_open: MAX_CONNECTIONS.min(usize::try_from(open_files / 2).unwrap_or(usize::MAX)),
+        max_request: MAX_REQUEST,
+        deadline: DEADLINE,
+    };
+    if limits.max_open < MAX_CONNECTIONS {
+        log.warn(&format!(
+            "http: open-file limit {open_files}: at most {} connections at once",
+            limits.max_open
+        ));
+    }
+    let answers = Answers {
         health: health.clone(),
         metrics: metrics.clone(),
-    });
-    for _ in 0..WORKERS {
-        let listener = listener
-            .try_clone()
-            .map_err(|e| format!("[http] listen {addr}: {e}"))?;
-        let (answers, log) = (answers.clone(), log.clone());
-        std::thread::Builder::new()
-            .name("http".into())
-            .spawn(move || worker(&listener, &answers, &log))
-            .map_err(|e| format!("cannot start an http thread: {e}"))?;
-    }
+    };
+    let thread_log = log.clone();
+    std::thread::Builder::new()
+        .name("http".into())
+        .spawn(move || {
+            let late = status(408, "request timeout\n");
+            let answer = |request: &[u8]| respond(request, &answers);
+            event_loop::run(&listener, limits, answer, &late, &thread_log)
+        })
+        .map_err(|e| format!("cannot start the http thread: {e}"))?;
     log.info(&format!("http on {bound}: /livez, /readyz, /metrics"));
     Ok(Some(bound))
 }
 
-fn worker(listener: &TcpListener, answers: &Answers, log: &Log) {
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                if let Err(e) = answer(stream, answers) {
-                    // Timeouts and hang-ups are the client's business.
-                    if !matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) {
-                        log.info(&format!("http: {e}"));
-                    }
-                }
-            }
-            // Out of file descriptors and the like: do not spin.
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+/// The response once `request` holds a whole request head; `None` while
+/// it may still become one (shorter than [`MAX_REQUEST`]).
+fn respond(request: &[u8], answers: &Answers) -> Option<Vec<u8>> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(request) {
+        Ok(httparse::Status::Complete(_)) => Some(route(&parsed, answers)),
+        Ok(httparse::Status::Partial) if request.len() < MAX_REQUEST => None,
+        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+            Some(status(431, "request head too large\n"))
         }
+        Err(_) => Some(status(400, "bad request\n")),
     }
-}
-
-/// Reads one request head and writes its response.
-fn answer(mut stream: TcpStream, answers: &Answers) -> io::Result<()> {
-    let start = Instant::now();
-    stream.set_write_timeout(Some(DEADLINE))?;
-    let mut buf = vec![0u8; MAX_REQUEST];
-    let mut len = 0;
-    let response = loop {
-        let left = DEADLINE.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            break status(408, "request timeout\n");
-        }
-        stream.set_read_timeout(Some(left))?;
-        let n = match stream.read(&mut buf[len..]) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                break status(408, "request timeout\n")
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        len += n;
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut request = httparse::Request::new(&mut headers);
-        match request.parse(&buf[..len]) {
-            Ok(httparse::Status::Complete(_)) => break route(&request, answers),
-            Ok(httparse::Status::Partial) if len < MAX_REQUEST => continue,
-            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
-                break status(431, "request head too large\n")
-            }
-            Err(_) => break status(400, "bad request\n"),
-        }
-    };
-    stream.write_all(&response)?;
-    stream.flush()
 }
 
 /// The response to a complete request head.

@@ -13,6 +13,7 @@ mod commands;
 mod connections;
 mod content;
 mod edges;
+mod http_attack;
 mod pipe;
 mod reload;
 mod slots;
