@@ -11,5 +11,6 @@
 mod commands;
 mod connections;
 mod content;
+mod memory;
 mod pipe;
 mod transactions;
