@@ -94,9 +94,7 @@ fn deliver(
 
     let message = match read_message(Spool::from_env().writer(), config.max_message_size) {
         Ok(m) => m,
-        Err(e) => {
-            return Outcome::Temporary(Temporary::Local(format!("reading the message: {e}")))
-        }
+        Err(e) => return Outcome::Temporary(Temporary::Local(format!("reading the message: {e}"))),
     };
     let size = match &message {
         Input::Whole(m) => m.len(),

@@ -15,7 +15,6 @@
 
 use super::listen::{self, Bound, Stream};
 use super::session::{Action, Decision, Limits, Session, Transaction};
-use crate::outcome::Outcome;
 use crate::config::Config;
 use crate::deliver::Deliverer;
 use crate::gitlab::Client;
@@ -23,6 +22,7 @@ use crate::health::Health;
 use crate::log::Log;
 use crate::metrics::Metrics;
 use crate::observe::Observer;
+use crate::outcome::Outcome;
 use crate::reply::*;
 use crate::spool::{Spool, Writer};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -129,7 +129,10 @@ fn start(config: Arc<Config>, log: &Log) -> Result<(), String> {
     }
     if let Err(e) = server.spool.check() {
         // Small messages still go through; large ones are deferred.
-        log.warn(&format!("{e}: messages over {} bytes will be deferred", crate::spool::IN_MEMORY));
+        log.warn(&format!(
+            "{e}: messages over {} bytes will be deferred",
+            crate::spool::IN_MEMORY
+        ));
     }
     let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
     log.info(&format!("listening on {}", names.join(", ")));

@@ -34,7 +34,14 @@ fn read_all(m: &Message) -> Vec<u8> {
 
 #[test]
 fn round_trips_byte_for_byte_in_memory_and_in_a_file() {
-    for len in [0, 1, IN_MEMORY - 1, IN_MEMORY, IN_MEMORY + 1, 3 * IN_MEMORY + 7] {
+    for len in [
+        0,
+        1,
+        IN_MEMORY - 1,
+        IN_MEMORY,
+        IN_MEMORY + 1,
+        3 * IN_MEMORY + 7,
+    ] {
         let message = sample(len);
         for piece in [1000, 65536, IN_MEMORY, len] {
             let m = spooled(&message, piece);
@@ -81,9 +88,11 @@ fn the_file_has_no_name_and_is_private() {
     let file = spool.named_then_unlinked().unwrap();
     assert_eq!(file.metadata().unwrap().nlink(), 0);
     let ours = format!(".gitlab-mailgate-{}-", std::process::id());
-    assert!(!std::fs::read_dir(dir())
+    assert!(!std::fs::read_dir(dir()).unwrap().any(|e| e
         .unwrap()
-        .any(|e| e.unwrap().file_name().to_string_lossy().starts_with(&ours)));
+        .file_name()
+        .to_string_lossy()
+        .starts_with(&ours)));
 }
 
 #[test]

@@ -944,6 +944,9 @@ fn a_body_leaves_as_appends_merged_per_feed() {
     let actions = s.feed(b"\r\n.\r\n");
     assert!(matches!(
         actions.as_slice(),
-        [Action::Append(_), Action::Deliver(Transaction { size: 10, .. })]
+        [
+            Action::Append(_),
+            Action::Deliver(Transaction { size: 10, .. })
+        ]
     ));
 }

@@ -25,7 +25,7 @@ fn body(size: usize) -> Vec<u8> {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut line = 0u64;
     while out.len() < size {
-        if line % 97 == 0 {
+        if line.is_multiple_of(97) {
             out.push(b'.');
         }
         for _ in 0..74 {
@@ -109,7 +109,10 @@ fn many_large_messages_at_once_stay_out_of_memory() {
         .collect();
     got.sort();
     expected.sort();
-    assert!(got == expected, "GitLab did not get every message byte for byte");
+    assert!(
+        got == expected,
+        "GitLab did not get every message byte for byte"
+    );
     eprintln!("serve peak RSS (VmHWM) with {MESSAGES} x {SIZE} bytes: {peak_kib} KiB");
     server.assert_peak_memory_below(SERVE_PEAK_MIB);
 }
