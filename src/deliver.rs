@@ -15,7 +15,8 @@ use crate::mailbox::{Mailbox, MailboxKind};
 use crate::message::Headers;
 use crate::metrics::Refusal;
 use crate::observe::{Attempt, Observer, Size};
-use crate::outcome::{Outcome, Posting};
+use crate::outcome::{Outcome, Posting, Temporary};
+use crate::spool::Message;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -75,7 +76,9 @@ impl Deliverer {
     /// Hands `message` from `sender` to GitLab and returns one outcome per
     /// route, in order; the guards may decide without posting. `received`
     /// is when the message arrived. The front door has reported the
-    /// message itself ([`Observer::message`]).
+    /// message itself ([`Observer::message`]). The headers are read from
+    /// the message's [`head`](Message::head) only, the same bytes wherever
+    /// the message is kept.
     ///
     /// One post per (mailbox, key GitLab will find in the posted bytes):
     /// GitLab looks in `To` before `Delivered-To`, so the copies of a
@@ -86,19 +89,14 @@ impl Deliverer {
     pub fn deliver(
         &self,
         sender: &str,
-        message: &[u8],
+        message: &Message,
         routes: &[Route],
         received: Instant,
     ) -> Vec<Outcome> {
-        let limit = self.config.max_message_size;
-        if message.len() > limit {
-            for route in routes {
-                let to = Some((route.recipient.as_str(), route.mailbox.kind));
-                self.observer.too_large(sender, to, Size::Over(limit));
-            }
-            return vec![Outcome::TooLarge; routes.len()];
+        if message.len() > self.config.max_message_size {
+            return self.too_large(sender, routes);
         }
-        let headers = Headers::parse(message);
+        let headers = Headers::parse(message.head());
         let queue_id = headers.queue_id();
         // (mailbox, key or address) → the route that was posted for it.
         let mut posted: Vec<((MailboxKind, String), usize)> = Vec::new();
@@ -141,6 +139,29 @@ impl Deliverer {
             outcomes.push(outcome);
         }
         outcomes
+    }
+
+    /// Refuses a message over `max_message_size` for every route (pipe
+    /// mode reads no more of it than that).
+    pub fn too_large(&self, sender: &str, routes: &[Route]) -> Vec<Outcome> {
+        let limit = self.config.max_message_size;
+        for route in routes {
+            let to = Some((route.recipient.as_str(), route.mailbox.kind));
+            self.observer.too_large(sender, to, Size::Over(limit));
+        }
+        vec![Outcome::TooLarge; routes.len()]
+    }
+
+    /// Defers every route of a message the front door could not keep
+    /// (`why`: no room for its temporary file, say): the client keeps it
+    /// and tries again.
+    pub fn not_stored(&self, routes: &[Route], why: &str) -> Vec<Outcome> {
+        self.observer.not_kept(why);
+        let outcome = Outcome::Temporary(Temporary::Local("cannot keep the message".into()));
+        for route in routes {
+            self.observer.deferred(&route.recipient, &outcome);
+        }
+        vec![outcome; routes.len()]
     }
 
     /// Posts (by calling `post`) unless a guard decides otherwise; the

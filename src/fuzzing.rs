@@ -64,7 +64,9 @@ pub fn header_key(data: &[u8]) {
 }
 
 /// The LMTP session on arbitrary client input, fed in uneven pieces:
-/// every reply is well-formed, no transaction exceeds the limits, and
+/// every reply is well-formed, no transaction exceeds the limits, each
+/// delivery is of exactly the bytes appended since the last delivery or
+/// abandon (kept in a `Vec`, as `serve` keeps them in its spool), and
 /// after each message, whatever outcomes the delivery had, the session
 /// answers exactly once per accepted recipient, in RCPT order, with that
 /// recipient's reply (RFC 2033 §4.2).
@@ -88,6 +90,7 @@ pub fn lmtp_session(data: &[u8]) {
         Outcome::Temporary(Temporary::NotAuthorized(401)),
     ];
     let mut session = Session::new("fuzz.example", limits, router);
+    let mut message: Vec<u8> = Vec::new();
     let step = 1 + data.first().map_or(0, |b| *b as usize % 13);
     let mut pick = data.iter().cycle().skip(1);
     for chunk in data.chunks(step) {
@@ -97,10 +100,15 @@ pub fn lmtp_session(data: &[u8]) {
             for action in actions {
                 match action {
                     Action::Send(bytes) => check_replies(&bytes),
+                    Action::Append(bytes) => {
+                        message.extend_from_slice(&bytes);
+                        assert!(message.len() <= 200);
+                    }
+                    Action::Abandon => message.clear(),
                     Action::Deliver(t) => {
-                        assert!(
-                            t.message.len() <= 200 && !t.routes.is_empty() && t.routes.len() <= 3
-                        );
+                        assert!(t.size == message.len() && t.size <= 200);
+                        assert!(!t.routes.is_empty() && t.routes.len() <= 3);
+                        message.clear();
                         let outcomes: Vec<Outcome> = (0..t.routes.len())
                             .map(|_| {
                                 kinds[*pick.next().unwrap_or(&0) as usize % kinds.len()].clone()

@@ -5,7 +5,9 @@
 //! `http` for probes and metrics), the delivery core (`deliver`, which
 //! reports every attempt to its `observe`r and asks `guard`), the one
 //! table that classifies what happened (`outcome`), and GitLab's API
-//! (`gitlab`, signing in `jwt`). Beside it, `admin` holds the commands an
+//! (`gitlab`, signing in `jwt`). Both front doors keep the message they
+//! receive in `spool` (memory, or an unlinked temporary file when it is
+//! large), which the core and the client read. Beside it, `admin` holds the commands an
 //! administrator runs (`setup`, `check`, `keygen`). Every part owns its
 //! settings; `config` only composes and checks the file.
 //!
@@ -40,3 +42,4 @@ pub mod pipe;
 mod range;
 mod reply;
 mod secret;
+mod spool;

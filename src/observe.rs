@@ -133,8 +133,14 @@ impl Observer {
         }
     }
 
+    /// A message the front door could not keep (`why`); each of its
+    /// recipients is then [`deferred`](Self::deferred).
+    pub fn not_kept(&self, why: &str) {
+        self.log.error(&format!("cannot keep the message: {why}"));
+    }
+
     /// A recipient deferred before its message was handed over (pipe
-    /// mode's deadline).
+    /// mode's deadline, a message that could not be kept).
     pub fn deferred(&self, recipient: &str, outcome: &Outcome) {
         self.log
             .warn(&recipient_line(recipient, outcome, Detail::None));

@@ -6,12 +6,18 @@
 //! unreadable secret is 75, and so is running out of time, since Postfix
 //! bounces on its own `command_time_limit`. The DSN (`4.4.1 text`) is the
 //! first thing written; log lines are held back until after it.
+//!
+//! The message is read from standard input into a `spool::Writer`, so a
+//! large one is kept in an unlinked temporary file (`$TMPDIR`, else
+//! `/var/tmp`), not in memory; no more than `max_message_size` bytes of it
+//! are kept — a larger message is read to its end and refused.
 
 use crate::config::{Config, DEFAULT_PIPE_DEADLINE};
 use crate::deliver::Deliverer;
 use crate::log::Log;
 use crate::observe::Observer;
 use crate::outcome::{Outcome, Temporary};
+use crate::spool::{Spool, Writer};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -86,20 +92,15 @@ fn deliver(
         }
     };
 
-    let mut message = Vec::new();
-    let limit = (config.max_message_size as u64).saturating_add(1);
-    if let Err(e) = std::io::stdin()
-        .lock()
-        .take(limit)
-        .read_to_end(&mut message)
-    {
-        return Outcome::Temporary(Temporary::Local(format!("reading the message: {e}")));
-    }
-    if message.len() as u64 == limit {
-        // Read the rest so Postfix sees us take the whole message, then refuse it.
-        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
-    }
-    observer.message(sender.unwrap_or(""), message.len(), recipients.len());
+    let message = match read_message(Spool::from_env().writer(), config.max_message_size) {
+        Ok(m) => m,
+        Err(e) => return Outcome::Temporary(Temporary::Local(format!("reading the message: {e}"))),
+    };
+    let size = match &message {
+        Input::Whole(m) => m.len(),
+        Input::TooLarge(size) => *size,
+    };
+    observer.message(sender.unwrap_or(""), size, recipients.len());
 
     let mut outcomes = Vec::with_capacity(recipients.len());
     let mut routes = Vec::with_capacity(recipients.len());
@@ -110,8 +111,43 @@ fn deliver(
         }
     }
     let from = sender.unwrap_or_default();
-    outcomes.extend(deliverer.deliver(from, &message, &routes, received));
+    outcomes.extend(match message {
+        Input::Whole(m) => match m.finish() {
+            Ok(m) => deliverer.deliver(from, &m, &routes, received),
+            Err(e) => deliverer.not_stored(&routes, &e),
+        },
+        Input::TooLarge(_) => deliverer.too_large(from, &routes),
+    });
     Outcome::combine(&outcomes)
+}
+
+/// What came on standard input.
+enum Input {
+    /// The message, at most the limit.
+    Whole(Writer),
+    /// Over the limit (this many bytes): read to its end and not kept.
+    TooLarge(usize),
+}
+
+/// Reads the message into `kept`, up to `limit` bytes; beyond that reads
+/// the rest so Postfix sees us take the whole message, keeping none of it.
+fn read_message(mut kept: Writer, limit: usize) -> std::io::Result<Input> {
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let n = match stdin.read(&mut buf) {
+            Ok(0) => return Ok(Input::Whole(kept)),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if kept.len() + n > limit {
+            let rest = std::io::copy(&mut stdin, &mut std::io::sink()).unwrap_or(0);
+            let size = (kept.len() + n).saturating_add(usize::try_from(rest).unwrap_or(0));
+            return Ok(Input::TooLarge(size));
+        }
+        kept.write(&buf[..n]);
+    }
 }
 
 /// The run's deadline, watched by a thread of its own: when it passes,

@@ -2,13 +2,16 @@
 //! `{url}/api/v4/internal/mail_room/{mailbox}`, signed with a fresh JWT.
 //!
 //! The body is the message exactly as received with one `Delivered-To:`
-//! line on top, streamed from the caller's buffer (no copy per recipient).
+//! line on top, with a `Content-Length`, streamed from wherever the
+//! message is kept (memory or its temporary file, see `spool`): no copy
+//! per recipient, and memory does not grow with the message.
 //! [`Client::post`] says what happened on the wire, as a [`Posted`]; what
 //! that means for the message (sent, deferred, bounced) is decided by
 //! `outcome`, not here.
 
 use crate::jwt::{self, Credential, Signer};
 use crate::mailbox::MailboxKind;
+use crate::spool::Message;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -150,7 +153,7 @@ impl Client {
         mailbox: MailboxKind,
         credential: &Credential,
         delivered_to: &str,
-        message: &[u8],
+        message: &Message,
     ) -> Posted {
         let token = self
             .signer(credential)
@@ -167,14 +170,17 @@ impl Client {
             .header(AUTH_HEADER, token)
             .header("Content-Length", len.to_string())
             .content_type("text/plain");
-        let result = if len <= COPY_LIMIT {
-            let mut body = Vec::with_capacity(len);
-            body.extend_from_slice(prefix.as_bytes());
-            body.extend_from_slice(message);
-            request.send(&body[..])
-        } else {
-            let mut body = prefix.as_bytes().chain(message);
-            request.send(ureq::SendBody::from_reader(&mut body))
+        let result = match message.in_memory().filter(|_| len <= COPY_LIMIT) {
+            Some(bytes) => {
+                let mut body = Vec::with_capacity(len);
+                body.extend_from_slice(prefix.as_bytes());
+                body.extend_from_slice(bytes);
+                request.send(&body[..])
+            }
+            None => {
+                let mut body = prefix.as_bytes().chain(message.reader());
+                request.send(ureq::SendBody::from_reader(&mut body))
+            }
         };
         match result {
             Ok(mut response) => {

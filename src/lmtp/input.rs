@@ -5,7 +5,9 @@
 //! The readers take what they need from the front of a slice and say how
 //! much they took, so pipelined bytes after a line, a chunk or the final
 //! dot stay with the caller. None ever holds more than its limit, whatever
-//! the client sends.
+//! the client sends; message bytes are not held at all but handed on (a
+//! DATA body's, dot-unstuffed, into the caller's buffer), never more than
+//! the limit of one message.
 
 /// Longest command line accepted, line ending included (smtp-proto uses
 /// the same number, but only for lines that arrive in several reads).
@@ -70,9 +72,11 @@ impl LineReader {
 /// How a message body ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum BodyEnd {
-    /// The message, dot-unstuffed, without the final `.CRLF`.
-    Message(Vec<u8>),
-    /// The message was larger than the limit; its bytes were dropped.
+    /// The message is complete: this many bytes, dot-unstuffed, without
+    /// the final `.CRLF`, were handed on.
+    Message(usize),
+    /// The message was larger than the limit; the bytes that would have
+    /// crossed it and all after them were dropped.
     TooLarge,
 }
 
@@ -98,8 +102,10 @@ enum At {
 /// can be smuggled behind a lenient end of data.
 pub struct DataBody {
     at: At,
-    /// The message so far; `None` once it went over the limit.
-    message: Option<Vec<u8>>,
+    /// Bytes of the message handed on so far.
+    kept: usize,
+    /// True once the message went over the limit: only read to its end.
+    dropping: bool,
     limit: usize,
 }
 
@@ -108,35 +114,37 @@ impl DataBody {
     pub fn new(limit: usize) -> DataBody {
         DataBody {
             at: At::LineStart,
-            message: Some(Vec::new()),
+            kept: 0,
+            dropping: false,
             limit,
         }
     }
 
-    /// How many bytes of the message are held (never more than the limit).
-    /// Only the tests look inside a body being read.
+    /// How many bytes of the message were handed on (never more than the
+    /// limit). Only the tests look inside a body being read.
     #[cfg(test)]
     pub fn kept(&self) -> usize {
-        self.message.as_ref().map_or(0, Vec::len)
+        self.kept
     }
 
     /// True once the body has gone over the limit and is only read to its end.
     #[cfg(test)]
     pub fn dropping(&self) -> bool {
-        self.message.is_none()
+        self.dropping
     }
 
     /// Takes bytes from the front of `input`, up to the end of the body at
-    /// most. Returns how many bytes were used and, once the final dot has
-    /// been read, how the body ended.
-    pub fn ingest(&mut self, input: &[u8]) -> (usize, Option<BodyEnd>) {
+    /// most, and appends the message bytes among them to `message`.
+    /// Returns how many bytes were used and, once the final dot has been
+    /// read, how the body ended.
+    pub fn ingest(&mut self, input: &[u8], message: &mut Vec<u8>) -> (usize, Option<BodyEnd>) {
         let mut i = 0;
         while i < input.len() {
             if self.at == At::Text {
                 // The common case: copy up to the next CR at once.
                 let run = input[i..].iter().position(|&b| b == b'\r');
                 let end = run.map_or(input.len(), |n| i + n);
-                self.keep(&input[i..end]);
+                self.keep(&input[i..end], message);
                 i = end;
                 if i == input.len() {
                     break;
@@ -148,27 +156,27 @@ impl DataBody {
                 (At::LineStart, b'.') => At::Dot,
                 (At::Dot, b'\r') => At::DotCr,
                 (At::DotCr, b'\n') => {
-                    let end = match self.message.take() {
-                        Some(message) => BodyEnd::Message(message),
-                        None => BodyEnd::TooLarge,
+                    let end = match self.dropping {
+                        false => BodyEnd::Message(self.kept),
+                        true => BodyEnd::TooLarge,
                     };
                     return (i, Some(end));
                 }
                 (At::DotCr, _) => {
                     // The held CR was content after all.
-                    self.keep(b"\r");
-                    self.next(byte)
+                    self.keep(b"\r", message);
+                    self.next(byte, message)
                 }
-                _ => self.next(byte),
+                _ => self.next(byte, message),
             };
         }
         (i, None)
     }
 
     /// Keeps `byte` as content; where it leaves the line.
-    fn next(&mut self, byte: u8) -> At {
+    fn next(&mut self, byte: u8, message: &mut Vec<u8>) -> At {
         let was_cr = self.at == At::Cr || self.at == At::DotCr;
-        self.keep(&[byte]);
+        self.keep(&[byte], message);
         match byte {
             b'\r' => At::Cr,
             b'\n' if was_cr => At::LineStart,
@@ -176,13 +184,17 @@ impl DataBody {
         }
     }
 
-    fn keep(&mut self, bytes: &[u8]) {
-        if let Some(message) = &mut self.message {
-            if message.len() + bytes.len() > self.limit {
-                self.message = None;
-            } else {
-                message.extend_from_slice(bytes);
-            }
+    /// Hands `bytes` on, unless they would take the message over the
+    /// limit: then nothing more is.
+    fn keep(&mut self, bytes: &[u8], message: &mut Vec<u8>) {
+        if self.dropping {
+            return;
+        }
+        if self.kept + bytes.len() > self.limit {
+            self.dropping = true;
+        } else {
+            message.extend_from_slice(bytes);
+            self.kept += bytes.len();
         }
     }
 }
@@ -212,25 +224,39 @@ impl Chunk {
 mod tests {
     use super::*;
 
-    fn body(chunks: &[&[u8]], limit: usize) -> (Option<BodyEnd>, Vec<u8>) {
+    /// How a body ended, with the bytes handed on.
+    #[derive(Debug, PartialEq, Eq)]
+    enum End {
+        Message(Vec<u8>),
+        TooLarge,
+    }
+
+    fn body(chunks: &[&[u8]], limit: usize) -> (Option<End>, Vec<u8>) {
         let mut b = DataBody::new(limit);
-        let mut rest = Vec::new();
+        let (mut kept, mut rest) = (Vec::new(), Vec::new());
         for (i, c) in chunks.iter().enumerate() {
-            let (used, end) = b.ingest(c);
-            if end.is_some() {
+            let (used, end) = b.ingest(c, &mut kept);
+            if let Some(end) = end {
                 rest.extend_from_slice(&c[used..]);
                 for c in &chunks[i + 1..] {
                     rest.extend_from_slice(c);
                 }
-                return (end, rest);
+                let end = match end {
+                    BodyEnd::Message(n) => {
+                        assert_eq!(n, kept.len());
+                        End::Message(kept)
+                    }
+                    BodyEnd::TooLarge => End::TooLarge,
+                };
+                return (Some(end), rest);
             }
             assert_eq!(used, c.len());
         }
         (None, rest)
     }
 
-    fn message(m: &[u8]) -> Option<BodyEnd> {
-        Some(BodyEnd::Message(m.to_vec()))
+    fn message(m: &[u8]) -> Option<End> {
+        Some(End::Message(m.to_vec()))
     }
 
     #[test]
@@ -271,47 +297,59 @@ mod tests {
     #[test]
     fn a_dropped_body_ends_only_at_crlf_dot_crlf_too() {
         let big = vec![b'x'; 2 * 64 * 1024];
+        let mut kept = Vec::new();
         for pieces in [
             vec![&b"\r\n.\r\r\nMAIL\r\n.\r\nNOOP"[..]],
             vec![b"\r\n.\r", b"\r", b"\nMAIL\r\n.", b"\r", b"\nNOOP"],
         ] {
             let mut b = DataBody::new(10);
-            assert_eq!(b.ingest(&big), (big.len(), None));
+            assert_eq!(b.ingest(&big, &mut kept), (big.len(), None));
             let mut chunks = vec![&big[..0]];
             chunks.extend(pieces);
             let (mut used, mut end) = (0, None);
             for c in &chunks {
                 assert!(end.is_none());
-                (used, end) = b.ingest(c);
+                (used, end) = b.ingest(c, &mut kept);
             }
             assert_eq!(end, Some(BodyEnd::TooLarge));
             assert_eq!(&chunks.last().unwrap()[used..], b"NOOP");
         }
         // Split right after the dot's CR: still a strict end.
         let mut b = DataBody::new(10);
-        b.ingest(&big);
-        assert_eq!(b.ingest(b"\r\n.\r"), (4, None));
-        assert_eq!(b.ingest(b"\nX"), (1, Some(BodyEnd::TooLarge)));
+        b.ingest(&big, &mut kept);
+        assert_eq!(b.ingest(b"\r\n.\r", &mut kept), (4, None));
+        assert_eq!(b.ingest(b"\nX", &mut kept), (1, Some(BodyEnd::TooLarge)));
+        // Of each body, only its first byte fit the limit.
+        assert_eq!(kept, b"xxx");
     }
 
     #[test]
     fn oversize_is_read_to_the_end_and_dropped() {
         let big = vec![b'x'; 3 * 64 * 1024];
+        let mut kept = Vec::new();
         let mut b = DataBody::new(10);
-        assert_eq!(b.ingest(&big), (big.len(), None));
+        assert_eq!(b.ingest(b"12345\r\n", &mut kept), (7, None));
+        assert_eq!(b.ingest(&big, &mut kept), (big.len(), None));
         assert!(b.dropping());
-        assert_eq!(b.ingest(b"\r\n.\r\nNOOP"), (5, Some(BodyEnd::TooLarge)));
+        let end = b.ingest(b"\r\n.\r\nNOOP", &mut kept);
+        assert_eq!(end, (5, Some(BodyEnd::TooLarge)));
+        // What fit the limit was handed on (the byte at the start of a
+        // line goes alone), nothing after it.
+        assert_eq!(kept, b"12345\r\nx");
     }
 
     #[test]
     fn a_message_of_exactly_the_limit_is_kept_byte_by_byte() {
+        let mut kept = Vec::new();
         let mut b = DataBody::new(4);
         for &byte in b"ab\r\n.\r" {
-            assert_eq!(b.ingest(&[byte]), (1, None));
+            assert_eq!(b.ingest(&[byte], &mut kept), (1, None));
         }
-        assert_eq!(b.ingest(b"\n"), (1, message(b"ab\r\n")));
+        assert_eq!(b.ingest(b"\n", &mut kept), (1, Some(BodyEnd::Message(4))));
+        assert_eq!(kept, b"ab\r\n");
         let mut b = DataBody::new(3);
-        assert_eq!(b.ingest(b"ab\r\n.\r\n"), (7, Some(BodyEnd::TooLarge)));
+        let end = b.ingest(b"ab\r\n.\r\n", &mut Vec::new());
+        assert_eq!(end, (7, Some(BodyEnd::TooLarge)));
     }
 
     #[test]

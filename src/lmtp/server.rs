@@ -15,19 +15,25 @@
 //! and exits 0; a second signal exits at once. SIGHUP reloads the
 //! configuration (see `generation`); it never ends the server.
 //! A connection that drops in the middle of a message posts nothing.
+//! The message being received is kept in a `spool::Writer` (a temporary
+//! file beyond `spool::IN_MEMORY` bytes), so memory per connection stays
+//! bounded whatever the message's size.
 
 use super::clock::Clock;
 use super::generation::Generation;
 use super::listen::{self, Bound, Stream};
-use super::session::{Action, Decision, Limits, Session};
+use super::session::{Action, Decision, Limits, Session, Transaction};
 use super::slots::{self, Held, Slots};
 use crate::config::Config;
+use crate::deliver::Deliverer;
 use crate::gitlab::Client;
 use crate::health::Health;
 use crate::log::Log;
 use crate::metrics::Metrics;
 use crate::observe::Observer;
+use crate::outcome::Outcome;
 use crate::reply::*;
+use crate::spool::{Spool, Writer};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -53,6 +59,8 @@ struct Server {
     current: Mutex<Arc<Generation>>,
     slots: Arc<Slots>,
     /// Connection threads running now (evicted ones until they close).
+    /// Where large messages are kept while being received and posted.
+    spool: Spool,
     active: AtomicUsize,
     /// Set when shutdown began.
     stopping: OnceLock<Instant>,
@@ -135,11 +143,19 @@ fn start(config: Arc<Config>, log: &Log) -> Result<(), String> {
         current: Mutex::new(Arc::new(generation)),
         slots: Slots::new(),
         active: AtomicUsize::new(0),
+        spool: Spool::from_env(),
         stopping: OnceLock::new(),
     });
     if crate::http::start(&config.http, &health, &metrics, log)?.is_some() {
         let client = Client::new(&config.gitlab)?;
         health.start(client, config.mailboxes.clone(), log.clone())?;
+    }
+    if let Err(e) = server.spool.check() {
+        // Small messages still go through; large ones are deferred.
+        log.warn(&format!(
+            "{e}: messages over {} bytes will be deferred",
+            crate::spool::IN_MEMORY
+        ));
     }
     let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
     log.info(&format!("listening on {}", names.join(", ")));
@@ -286,6 +302,8 @@ fn converse(
     let lmtp = &generation.config.lmtp;
     let clock = Clock::new(lmtp, Instant::now());
     let mut messages = 0;
+    // The message being received, begun by its first bytes.
+    let mut message: Option<Writer> = None;
     let mut out = session.greeting();
     if send(stream, &mut out).is_err() {
         return 0;
@@ -336,6 +354,10 @@ fn converse(
         while let Some(action) = actions.pop_front() {
             match action {
                 Action::Send(bytes) => out.extend_from_slice(&bytes),
+                Action::Append(bytes) => message
+                    .get_or_insert_with(|| server.spool.writer())
+                    .write(&bytes),
+                Action::Abandon => message = None,
                 Action::Log(text) => server.log.info(&text),
                 Action::Decided(Decision::RecipientLimit) => observer.recipient_limit(),
                 Action::Decided(Decision::TooLarge {
@@ -353,9 +375,8 @@ fn converse(
                     if send(stream, &mut out).is_err() {
                         return messages;
                     }
-                    observer.message(&t.sender, t.message.len(), t.routes.len());
-                    let outcomes =
-                        deliverer.deliver(&t.sender, &t.message, &t.routes, Instant::now());
+                    let kept = message.take().unwrap_or_else(|| server.spool.writer());
+                    let outcomes = deliver(deliverer, &t, kept);
                     actions.extend(session.delivered(&outcomes));
                     messages += 1;
                 }
@@ -377,6 +398,23 @@ fn converse(
         if !session.in_transaction() {
             held.idle(last_input);
         }
+    }
+}
+
+/// Delivers the message the session just completed, kept in `kept`; a
+/// message that could not be kept, or not exactly as the session counted
+/// it, is deferred.
+fn deliver(deliverer: &Deliverer, t: &Transaction, kept: Writer) -> Vec<Outcome> {
+    deliverer
+        .observer()
+        .message(&t.sender, t.size, t.routes.len());
+    match kept.finish() {
+        Ok(m) if m.len() == t.size => deliverer.deliver(&t.sender, &m, &t.routes, Instant::now()),
+        Ok(m) => {
+            let why = format!("internal error: {} bytes kept of {}", m.len(), t.size);
+            deliverer.not_stored(&t.routes, &why)
+        }
+        Err(e) => deliverer.not_stored(&t.routes, &e),
     }
 }
 

@@ -1,7 +1,21 @@
 //! The LMTP protocol (RFC 2033) as a sans-IO state machine: bytes from the
-//! client go in, [`Action`]s come out (bytes to send, a message to deliver,
-//! a line to log, close). No sockets, threads or clocks live here; the
-//! socket driver in [`super::server`] performs the actions in order.
+//! client go in, [`Action`]s come out (bytes to send, message bytes to
+//! keep, a message to deliver, a line to log, close). No sockets, threads,
+//! clocks or files live here; the socket driver in [`super::server`]
+//! performs the actions in order.
+//!
+//! The message itself is not held here either: its bytes leave as
+//! [`Action::Append`] as they arrive (dot-unstuffed, never beyond
+//! `max_message_size`), and the driver keeps them where it likes — `serve`
+//! in a `spool::Writer` that moves a large message to a temporary file,
+//! the unit tests and the fuzz target in a `Vec`. Actions rather than a
+//! sink object the session would write to: the session stays a pure
+//! function of its input (no I/O error can reach it, nothing to mock), and
+//! a failure to keep the bytes is the driver's to answer, as a deferral of
+//! the delivery it asks for. [`Action::Deliver`] says how many bytes the
+//! message has, so the driver can check it kept exactly those, and
+//! [`Action::Abandon`] ends a message that will not be delivered (too
+//! large, or reset part way).
 //!
 //! Command lines are framed here (bounded, see [`super::input`]) and parsed
 //! by smtp-proto one whole line at a time, so a parse error can never leave
@@ -37,8 +51,15 @@ pub struct Limits {
 pub enum Action {
     /// Write these bytes to the client.
     Send(Vec<u8>),
-    /// Deliver the message to every route, then call
-    /// [`Session::delivered`] with one outcome per route, in order.
+    /// Append these bytes to the message being received (begun by the
+    /// first of them after a [`Deliver`](Action::Deliver) or
+    /// [`Abandon`](Action::Abandon)).
+    Append(Vec<u8>),
+    /// Drop the message appended so far: it will not be delivered.
+    Abandon,
+    /// Deliver the message appended so far (nothing appended: an empty
+    /// one) to every route, then call [`Session::delivered`] with one
+    /// outcome per route, in order.
     Deliver(Transaction),
     /// Log this line (a driver bug the session noticed).
     Log(String),
@@ -67,15 +88,16 @@ pub enum Decision {
     },
 }
 
-/// A complete message and its accepted recipients.
+/// The envelope of a complete message (its bytes were appended).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Transaction {
     /// The envelope sender (`""` for `MAIL FROM:<>`).
     pub sender: String,
     /// The accepted recipients, in RCPT order (never empty).
     pub routes: Vec<Route>,
-    /// The message exactly as sent, dot-unstuffed.
-    pub message: Vec<u8>,
+    /// The size of the message, exactly as sent, dot-unstuffed: the bytes
+    /// appended since the last `Deliver` or `Abandon`.
+    pub size: usize,
 }
 
 /// The envelope of the transaction in progress.
@@ -92,8 +114,8 @@ enum Phase {
     Idle,
     /// MAIL given; RCPTs are being collected.
     Mail(Envelope),
-    /// Between the BDAT chunks of a message (chunks so far in the Vec).
-    Chunking(Envelope, Vec<u8>),
+    /// Between the BDAT chunks of a message (this many bytes so far).
+    Chunking(Envelope, usize),
 }
 
 /// The whole session state: reading commands, or some kind of body.
@@ -102,8 +124,9 @@ enum State {
     Commands(Phase),
     /// Reading a DATA body.
     Data(Envelope, DataBody),
-    /// Reading a BDAT chunk into the message (`true`: the last chunk).
-    Chunk(Envelope, Vec<u8>, Chunk, bool),
+    /// Reading a BDAT chunk into the message, which has this many bytes
+    /// before it (`true`: the last chunk).
+    Chunk(Envelope, usize, Chunk, bool),
     /// Swallowing a refused BDAT chunk; then send the replies and go on
     /// in the phase given.
     Discard(Chunk, Vec<Reply>, Phase),
@@ -137,6 +160,15 @@ impl Out {
         match self.0.last_mut() {
             Some(Action::Send(buf)) => buf.extend_from_slice(bytes),
             _ => self.0.push(Action::Send(bytes.to_vec())),
+        }
+    }
+
+    /// Message bytes, merged into the append before them, if any.
+    fn append(&mut self, mut bytes: Vec<u8>) {
+        match self.0.last_mut() {
+            _ if bytes.is_empty() => {}
+            Some(Action::Append(buf)) => buf.append(&mut bytes),
+            _ => self.0.push(Action::Append(bytes)),
         }
     }
 
@@ -219,7 +251,13 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
                 return;
             }
             let state = std::mem::replace(&mut self.state, State::Closed);
+            let held = holds_message(&state);
             let (used, next) = self.step(state, rest, out);
+            // One place sees every way a message can end without being
+            // delivered (too large, RSET or LHLO between chunks, QUIT).
+            if held && !holds_message(&next) && !matches!(next, State::Delivering(_)) {
+                out.push(Action::Abandon);
+            }
             self.state = next;
             // Every reader takes at least one byte of non-empty input; stop
             // rather than spin should that ever not hold.
@@ -237,16 +275,22 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
             State::Closed => (input.len(), State::Closed),
             // `run` keeps input for later instead; never reached.
             State::Delivering(n) => (0, State::Delivering(n)),
-            State::Data(envelope, mut body) => match body.ingest(input) {
-                (used, None) => (used, State::Data(envelope, body)),
-                (used, Some(end)) => (used, self.end_data(envelope, end, out)),
-            },
-            State::Chunk(envelope, mut message, mut chunk, last) => {
+            State::Data(envelope, mut body) => {
+                let mut message = Vec::new();
+                let (used, end) = body.ingest(input, &mut message);
+                out.append(message);
+                match end {
+                    None => (used, State::Data(envelope, body)),
+                    Some(end) => (used, self.end_data(envelope, end, out)),
+                }
+            }
+            State::Chunk(envelope, size, mut chunk, last) => {
                 let (bytes, done) = chunk.ingest(input);
-                message.extend_from_slice(bytes);
+                out.append(bytes.to_vec());
+                let size = size + bytes.len();
                 match done {
-                    false => (bytes.len(), State::Chunk(envelope, message, chunk, last)),
-                    true => (bytes.len(), self.end_chunk(envelope, message, last, out)),
+                    false => (bytes.len(), State::Chunk(envelope, size, chunk, last)),
+                    true => (bytes.len(), self.end_chunk(envelope, size, last, out)),
                 }
             }
             State::Discard(mut chunk, replies, phase) => match chunk.ingest(input) {
@@ -377,6 +421,14 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
         ];
         Reply::multiline(OK, &lines)
     }
+}
+
+/// True while part of a message has been appended (or may be next).
+fn holds_message(state: &State) -> bool {
+    matches!(
+        state,
+        State::Data(..) | State::Chunk(..) | State::Commands(Phase::Chunking(..))
+    )
 }
 
 mod body;

@@ -68,9 +68,9 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
     pub(super) fn bdat(&self, phase: Phase, size: usize, last: bool, out: &mut Out) -> State {
         match phase {
             Phase::Mail(envelope) if !envelope.routes.is_empty() => {
-                self.chunk(envelope, Vec::new(), size, last, out)
+                self.chunk(envelope, 0, size, last, out)
             }
-            Phase::Chunking(envelope, message) => self.chunk(envelope, message, size, last, out),
+            Phase::Chunking(envelope, so_far) => self.chunk(envelope, so_far, size, last, out),
             phase => {
                 let why = match phase {
                     Phase::Mail(_) => "no valid recipients",
@@ -81,15 +81,17 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
         }
     }
 
+    /// A chunk of `size` bytes for a message of `so_far` bytes: refused
+    /// before a byte of it is appended when it would cross the limit.
     fn chunk(
         &self,
         envelope: Envelope,
-        message: Vec<u8>,
+        so_far: usize,
         size: usize,
         last: bool,
         out: &mut Out,
     ) -> State {
-        if message.len().saturating_add(size) > self.limits.max_message_size {
+        if so_far.saturating_add(size) > self.limits.max_message_size {
             let replies = self.refuse_too_large(&envelope, out);
             // After the last chunk LMTP answers per recipient; a refused
             // middle chunk gets one reply and ends the transaction.
@@ -100,29 +102,29 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
             return discard(size, replies, Phase::Idle, out);
         }
         if size == 0 {
-            return self.end_chunk(envelope, message, last, out);
+            return self.end_chunk(envelope, so_far, last, out);
         }
-        State::Chunk(envelope, message, Chunk::new(size), last)
+        State::Chunk(envelope, so_far, Chunk::new(size), last)
     }
 
     pub(super) fn end_chunk(
         &self,
         envelope: Envelope,
-        message: Vec<u8>,
+        size: usize,
         last: bool,
         out: &mut Out,
     ) -> State {
         if last {
-            return deliver(envelope, message, out);
+            return deliver(envelope, size, out);
         }
-        let text = format!("{} octets received so far", message.len());
+        let text = format!("{size} octets received so far");
         out.reply(&Reply::new(OK, E_OK, "").with_text(text));
-        State::Commands(Phase::Chunking(envelope, message))
+        State::Commands(Phase::Chunking(envelope, size))
     }
 
     pub(super) fn end_data(&self, envelope: Envelope, end: BodyEnd, out: &mut Out) -> State {
         match end {
-            BodyEnd::Message(message) => deliver(envelope, message, out),
+            BodyEnd::Message(size) => deliver(envelope, size, out),
             BodyEnd::TooLarge => {
                 for reply in self.refuse_too_large(&envelope, out) {
                     out.reply(&reply);
@@ -159,12 +161,12 @@ fn per_recipient(accepted: usize, outcomes: &[Outcome]) -> Vec<Reply> {
 }
 
 /// Hands the complete message over and waits for its outcomes.
-fn deliver(envelope: Envelope, message: Vec<u8>, out: &mut Out) -> State {
+fn deliver(envelope: Envelope, size: usize, out: &mut Out) -> State {
     let accepted = envelope.routes.len();
     out.push(Action::Deliver(Transaction {
         sender: envelope.sender,
         routes: envelope.routes,
-        message,
+        size,
     }));
     State::Delivering(accepted)
 }

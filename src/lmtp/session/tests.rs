@@ -30,14 +30,27 @@ fn session() -> Session<Router> {
 /// enhanced code; continuation lines left out), `"deliver"`, `"log"`,
 /// `"too-large"` (a recipient refused as too large),
 /// `"close"`; and the transactions. Each delivery is answered with the
-/// next outcomes of `script` (one per route), or all `Delivered`.
+/// next outcomes of `script` (one per route), or all `Delivered`. The
+/// message bytes are kept in a `Vec`, as any driver's sink would.
 #[derive(Debug, Default, PartialEq)]
 struct Seen {
     events: Vec<String>,
-    delivered: Vec<Transaction>,
+    delivered: Vec<Delivered>,
     pending: Vec<u8>,
     script: Vec<Vec<Outcome>>,
     decided: Vec<Decision>,
+    /// The bytes appended since the last delivery or abandon (how much of
+    /// an oversize body is appended before it is dropped depends on how
+    /// the input was split: compare after the message ended).
+    message: Vec<u8>,
+}
+
+/// A transaction and the bytes appended for it.
+#[derive(Debug, PartialEq)]
+struct Delivered {
+    sender: String,
+    routes: Vec<Route>,
+    message: Vec<u8>,
 }
 
 impl Seen {
@@ -45,6 +58,12 @@ impl Seen {
         for action in actions {
             match action {
                 Action::Send(bytes) => self.pending.extend(bytes),
+                Action::Append(bytes) => {
+                    assert!(!bytes.is_empty());
+                    self.message.extend(bytes);
+                    assert!(self.message.len() <= LIMITS.max_message_size);
+                }
+                Action::Abandon => self.message.clear(),
                 Action::Deliver(t) => {
                     self.flush();
                     self.events.push("deliver".into());
@@ -52,7 +71,13 @@ impl Seen {
                         true => vec![Outcome::Delivered; t.routes.len()],
                         false => self.script.remove(0),
                     };
-                    self.delivered.push(t);
+                    let message = std::mem::take(&mut self.message);
+                    assert_eq!(t.size, message.len());
+                    self.delivered.push(Delivered {
+                        sender: t.sender,
+                        routes: t.routes,
+                        message,
+                    });
                     let more = s.delivered(&outcomes);
                     self.take(s, more);
                 }
@@ -452,8 +477,15 @@ fn oversize_body_memory_is_bounded() {
     let mut s = session();
     s.feed(format!("{}DATA\r\n", envelope()).as_bytes());
     let block = b"y".repeat(256 * 1024);
+    let mut appended = 0;
     for _ in 0..40 {
-        assert!(s.feed(&block).is_empty());
+        for action in s.feed(&block) {
+            let Action::Append(bytes) = action else {
+                panic!("{action:?}");
+            };
+            appended += bytes.len();
+        }
+        assert!(appended <= LIMITS.max_message_size);
         match &s.state {
             State::Data(_, body) => assert!(body.kept() <= LIMITS.max_message_size),
             _ => panic!("left DATA"),
@@ -879,4 +911,42 @@ fn router_gets_the_envelope_sender() {
             "250 2.1.5"
         ]
     );
+}
+
+#[test]
+fn a_message_that_is_not_delivered_is_abandoned() {
+    // Reset between chunks (RSET, LHLO), a middle chunk over the limit, a
+    // DATA body over it: the next message carries only its own bytes (the
+    // harness checks each delivery's size against the bytes appended).
+    let over = "q".repeat(1200);
+    for cut in [
+        "BDAT 5\r\nfirstRSET\r\n".to_string(),
+        format!("BDAT 5\r\nfirst{HELLO}"),
+        format!("BDAT 5\r\nfirstBDAT 1200\r\n{over}"),
+        format!("DATA\r\nfirst{over}\r\n.\r\n"),
+    ] {
+        let input = format!(
+            "{}{cut}MAIL FROM:<>\r\nRCPT TO:<{KEY_RCPT}>\r\nBDAT 6 LAST\r\nsecond",
+            envelope()
+        );
+        let seen = run(input.as_bytes());
+        assert_eq!(seen.delivered.len(), 1, "{cut:?}");
+        assert_eq!(seen.delivered[0].message, b"second", "{cut:?}");
+    }
+}
+
+#[test]
+fn a_body_leaves_as_appends_merged_per_feed() {
+    let mut s = session();
+    s.feed(format!("{}DATA\r\n", envelope()).as_bytes());
+    let actions = s.feed(b"a\r\n..b\r\nc");
+    assert_eq!(actions, [Action::Append(b"a\r\n.b\r\nc".to_vec())]);
+    let actions = s.feed(b"\r\n.\r\n");
+    assert!(matches!(
+        actions.as_slice(),
+        [
+            Action::Append(_),
+            Action::Deliver(Transaction { size: 10, .. })
+        ]
+    ));
 }

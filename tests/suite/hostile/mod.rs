@@ -14,6 +14,7 @@ mod connections;
 mod content;
 mod edges;
 mod http_attack;
+mod memory;
 mod pipe;
 mod reload;
 mod slots;

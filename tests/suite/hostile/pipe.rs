@@ -40,7 +40,7 @@ fn odd_messages_reach_gitlab_byte_for_byte() {
 /// .ci/run installs it).
 /// Measured from here, `ru_maxrss` would also count this test process: a
 /// child spawned with vfork(2) keeps its parent's high-water mark.
-fn deliver_measured(env: &TestEnv, args: &[&str], stdin: &[u8]) -> (Run, u64) {
+pub(super) fn deliver_measured(env: &TestEnv, args: &[&str], stdin: &[u8]) -> (Run, u64) {
     let time = std::path::Path::new("/usr/bin/time");
     assert!(
         time.exists(),
