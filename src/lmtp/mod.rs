@@ -6,6 +6,7 @@
 //! [`server`] is used from outside.
 
 mod clock;
+mod connection;
 mod generation;
 pub(crate) mod input;
 mod listen;
