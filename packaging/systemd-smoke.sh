@@ -15,7 +15,7 @@
 # the packaged defaults, which must be free).
 #
 # Needs root, systemd-nspawn, the package installed, the postfix user and
-# Debian's /usr/bin/python3 with python3-jwt. Used by tests/package.rs when
+# Debian's /usr/bin/python3 with python3-jwt. Used by tests/suite/package.rs when
 # systemd-nspawn is there.
 set -eu
 
