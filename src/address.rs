@@ -74,6 +74,16 @@ pub enum Match {
 
 const KEY: &str = "%{key}";
 
+/// The template as written in the configuration (`incoming+%{key}@…`).
+impl fmt::Display for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.has_key {
+            true => write!(f, "{}{KEY}{}@{}", self.prefix, self.suffix, self.domain),
+            false => write!(f, "{}@{}", self.prefix, self.domain),
+        }
+    }
+}
+
 impl Template {
     /// Parses an address template the way GitLab's configuration holds it.
     pub fn parse(template: &str) -> Result<Template, TemplateError> {

@@ -83,6 +83,7 @@ fn setup_routes_an_unconfigured_postfix_and_a_second_run_changes_nothing() {
         "config_file = ",
         "-e transport_maps=texthash:",
         &format!("-e relay_domains={DOMAIN}"),
+        "-e lmtp_send_xforward_command=yes",
         "ok    postfix -c ",
         "GitLab's settings read from",
         &format!(

@@ -1,0 +1,68 @@
+//! The log as an administrator follows a message through it (issue 19):
+//! Postfix's queue id, sent by XFORWARD, leads every line of the
+//! transaction (the `from=` line and RCPT refusals carry no other), a
+//! hostile queue id cannot forge a line, and `serve` says what it runs
+//! with in its first line, without a secret.
+
+use crate::common::*;
+
+#[test]
+fn xforward_queue_id_leads_every_line_of_the_transaction() {
+    let (env, _standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
+    let mut server = Server::start(&env);
+    let mut c = server.connect();
+    c.hello();
+    // As Postfix's lmtp client sends it (captured from Postfix 3.7).
+    c.cmd("XFORWARD ADDR=127.0.0.1 PORT=51332", 250, "2.0.0");
+    c.cmd(
+        "XFORWARD PROTO=ESMTP HELO=test.localdomain IDENT=F303C98E612 SOURCE=LOCAL",
+        250,
+        "2.0.0",
+    );
+    c.cmd("MAIL FROM:<alice@example.org>", 250, "2.1.0");
+    c.cmd(&format!("RCPT TO:<{UNKNOWN_RCPT}>"), 550, "5.1.1");
+    c.cmd(&format!("RCPT TO:<{INCOMING_RCPT}>"), 250, "2.1.5");
+    c.cmd("DATA", 354, "");
+    c.send(&stuffed(&crlf_message("xforward")));
+    c.expect(250, "2.0.0");
+    // In a transaction, and a queue id with a line break or a colon.
+    c.cmd("MAIL FROM:<alice@example.org>", 250, "2.1.0");
+    c.cmd("XFORWARD IDENT=X", 503, "5.5.1");
+    c.cmd("RSET", 250, "2.0.0");
+    c.cmd("XFORWARD IDENT=A+0Afrom=<forged>", 501, "5.5.4");
+    c.cmd("XFORWARD IDENT=B+3A+20to=<x>", 250, "2.0.0");
+    c.cmd("MAIL FROM:<mallory@example.org>", 250, "2.1.0");
+    c.cmd(&format!("RCPT TO:<{UNKNOWN_RCPT}>"), 550, "5.1.1");
+    c.cmd("QUIT", 221, "2.0.0");
+    assert!(server.wait_log("B??to??x?: to=<", 1), "{}", server.log_text());
+    let log = server.log_text();
+    for want in [
+        "F303C98E612: from=<alice@example.org>, size=".to_string(),
+        format!("F303C98E612: to=<{UNKNOWN_RCPT}>, status="),
+        format!("F303C98E612: to=<{INCOMING_RCPT}>, mailbox=incoming_email"),
+        format!("B??to??x?: to=<{UNKNOWN_RCPT}>, status="),
+    ] {
+        assert!(log.contains(&want), "log lacks {want:?}:\n{log}");
+    }
+    assert!(!log.contains("forged"), "{log}");
+    server.assert_alive();
+}
+
+#[test]
+fn serve_names_version_mailboxes_and_gitlab_in_its_first_line() {
+    let env = TestEnv::new(&Settings {
+        service_desk: true,
+        gitlab_url: "http://127.0.0.1:9/gitlab".into(),
+        ..Settings::default()
+    });
+    let server = Server::start(&env);
+    let log = server.log_text();
+    let first = log.lines().next().unwrap_or_default();
+    let want = format!(
+        "gitlab-mailgate {} starting: mailboxes incoming_email <{INCOMING_TEMPLATE}>, \
+         service_desk_email <{SERVICE_DESK_TEMPLATE}>; GitLab http://127.0.0.1:9/gitlab",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(first.ends_with(&want), "first line {first:?}, want {want:?}");
+    env.assert_no_secrets(log.as_bytes());
+}
