@@ -74,6 +74,11 @@ pub enum Match {
 
 const KEY: &str = "%{key}";
 
+/// What is wrong with a template without `%{key}`, in the words both
+/// `setup` (for gitlab.yml's address) and `check` (for ours) use.
+pub const NO_KEY: &str = "has no %{key}: GitLab then finds no key in the address; \
+                          use e.g. \"incoming+%{key}@incoming.example.com\"";
+
 /// The template as written in the configuration (`incoming+%{key}@…`).
 impl fmt::Display for Template {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -66,3 +66,24 @@ fn serve_names_version_mailboxes_and_gitlab_in_its_first_line() {
     assert!(first.ends_with(&want), "first line {first:?}, want {want:?}");
     env.assert_no_secrets(log.as_bytes());
 }
+
+/// `setup` refuses a gitlab.yml address without `%{key}`; `check` refuses
+/// the same in our configuration, with the same words (before, it passed:
+/// every reply-by-email would then reach GitLab without its key).
+#[test]
+fn check_fails_an_address_without_a_key_as_setup_does() {
+    let (env, _standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
+    let text = std::fs::read_to_string(&env.config).expect("read the configuration");
+    let keyless = text.replace(INCOMING_TEMPLATE, "incoming@incoming.example.com");
+    assert_ne!(keyless, text, "the configuration has no {INCOMING_TEMPLATE}");
+    std::fs::write(&env.config, keyless).expect("write the configuration");
+    let out = env.check();
+    let text = out.out();
+    assert_eq!(out.code, Some(1), "{text}");
+    let fails: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert_eq!(fails.len(), 1, "{text}");
+    assert!(
+        fails[0].contains("incoming_email address \"incoming@incoming.example.com\" has no %{key}: GitLab then finds no key in the address"),
+        "{text}"
+    );
+}

@@ -131,6 +131,11 @@ fn setup_routes_an_unconfigured_postfix_and_a_second_run_changes_nothing() {
         text.contains("reached gitlab-mailgate, which refused the test key"),
         "{text}"
     );
+    // The harness sets maillog_file: that is where the verdict was read.
+    assert!(
+        text.contains(&format!("(read from Postfix's maillog_file {}", pf.log_path().display())),
+        "{text}"
+    );
 }
 
 #[test]
