@@ -3,7 +3,8 @@
 //!
 //! The synopsis, commands and options come from the clap definitions in
 //! `gitlab_mailgate::cli`, so they cannot drift from the program; the
-//! sections on pipe mode, LMTP, exit status and files are written here.
+//! sections on pipe mode, LMTP, exit status and files are written here,
+//! those on metrics, logs and troubleshooting in `manpage/operations.rs`.
 //! `packaging/build-deb.sh` runs this before `cargo deb`, which compresses
 //! the page.
 
@@ -14,6 +15,9 @@ use gitlab_mailgate::cli::Cli;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+#[path = "manpage/operations.rs"]
+mod operations;
 
 fn main() -> ExitCode {
     let out_dir = PathBuf::from(
@@ -61,6 +65,9 @@ fn write_page(out_dir: &std::path::Path) -> std::io::Result<PathBuf> {
     lmtp(&mut roff);
     exit_status(&mut roff);
     outcomes(&mut roff);
+    operations::http(&mut roff);
+    operations::logs(&mut roff);
+    operations::troubleshooting(&mut roff);
     files(&mut roff);
     environment(&mut roff);
     see_also(&mut roff);
@@ -437,7 +444,10 @@ fn files(roff: &mut Roff) {
         ),
         (
             "/var/log/mail.log",
-            "Log lines (syslog facility mail), next to Postfix's and with its queue id.",
+            "Log lines (syslog facility mail), next to Postfix's and with its queue id, \
+             where rsyslog runs. A journald-only host (a stock Debian 12) has no such \
+             file: journalctl -t gitlab-mailgate, and for Postfix journalctl -t \
+             postfix/smtpd -t postfix/qmgr -t postfix/lmtp or its maillog_file (see LOGS).",
         ),
     ];
     for (path, text) in entries {

@@ -87,3 +87,46 @@ fn check_fails_an_address_without_a_key_as_setup_does() {
         "{text}"
     );
 }
+
+/// An administrator on a stock Debian 12 (journald only) or after a
+/// broken configuration finds the way in the documents: every mention of
+/// /var/log/mail.log says what to do without it, the troubleshooting table
+/// has each temporary reply and the start-limit recovery, the metrics
+/// table lists what the guards do, and installing says what comes next.
+#[test]
+fn the_documents_cover_journald_recovery_metrics_and_the_next_step() {
+    let read = |f: &str| std::fs::read_to_string(project_file(f)).expect(f);
+    let readme = read("README.md");
+    let man = read("examples/manpage.rs") + &read("examples/manpage/operations.rs");
+    for (name, text) in [("README.md", &readme), ("the man page", &man)] {
+        for paragraph in text.split("\n\n").filter(|p| p.contains("mail.log")) {
+            assert!(
+                paragraph.contains("journalctl") || paragraph.contains("maillog_file"),
+                "{name}: mail.log without journalctl or maillog_file:\n{paragraph}"
+            );
+        }
+        for want in [
+            "4.7.0",
+            "4.4.1",
+            "4.3.0",
+            "4.7.1",
+            "Start request repeated too quickly",
+            "reset-failed gitlab-mailgate.service gitlab-mailgate.socket",
+            "journalctl -t gitlab-mailgate",
+            "journalctl -u gitlab-mailgate.service",
+            "journalctl -t postfix/smtpd",
+            "guard_decisions_total",
+            "lmtp_send_xforward_command",
+        ] {
+            let flat = text.replace("\\\n", " ").split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(flat.contains(want), "{name} lacks {want:?}");
+        }
+    }
+    assert!(readme.contains("`status=\"discarded\"`"), "README's metrics table");
+    assert!(man.contains("[http]") && man.contains("/metrics"), "man page lacks [http]");
+    let postinst = read("packaging/debian/postinst");
+    assert!(
+        postinst.contains("echo \"gitlab-mailgate: next step: gitlab-mailgate setup --postfix\""),
+        "postinst does not print the next step"
+    );
+}
