@@ -160,7 +160,8 @@ impl Deliverer {
         let limit = self.config.max_message_size;
         for route in routes {
             let to = Some((route.recipient.as_str(), route.mailbox.kind));
-            self.observer.too_large(queue_id, sender, to, Size::Over(limit));
+            self.observer
+                .too_large(queue_id, sender, to, Size::Over(limit));
         }
         vec![Outcome::TooLarge; routes.len()]
     }

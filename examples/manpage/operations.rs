@@ -120,7 +120,9 @@ pub fn logs(roff: &mut Roff) {
     );
     item(
         roff,
-        [bold("journalctl -t postfix/smtpd -t postfix/qmgr -t postfix/lmtp")],
+        [bold(
+            "journalctl -t postfix/smtpd -t postfix/qmgr -t postfix/lmtp",
+        )],
         "Postfix's lines on a journald-only host; its maillog_file instead when set \
          (postconf maillog_file), /var/log/mail.log with rsyslog. check --send-test \
          reads them in that order: maillog_file, the journal, /var/log/mail.log.",

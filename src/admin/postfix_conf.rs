@@ -248,7 +248,12 @@ pub fn plan(pf: &Postfix, wanted: &Wanted) -> Result<Vec<Change>, String> {
     if wanted.target.starts_with("lmtp:") {
         let old = pf.get("lmtp_send_xforward_command")?;
         if old != "yes" {
-            main(&mut changes, "lmtp_send_xforward_command", old, "yes".into());
+            main(
+                &mut changes,
+                "lmtp_send_xforward_command",
+                old,
+                "yes".into(),
+            );
         }
     }
 

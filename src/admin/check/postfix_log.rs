@@ -115,7 +115,9 @@ pub(super) struct Reader {
 impl Reader {
     pub(super) fn start(source: Source) -> Reader {
         let offset = match &source {
-            Source::MaillogFile(p) | Source::Syslog(p) => std::fs::metadata(p).map_or(0, |m| m.len()),
+            Source::MaillogFile(p) | Source::Syslog(p) => {
+                std::fs::metadata(p).map_or(0, |m| m.len())
+            }
             _ => 0,
         };
         // A second back: the journal's --since has whole seconds.
@@ -207,10 +209,9 @@ fn read_journal(ids: &[String], since: SystemTime) -> String {
 pub(super) fn status_line<'a>(log: &'a str, queue_id: &str, rcpt: &str) -> Option<&'a str> {
     let want = format!("{queue_id}: to=<{rcpt}>");
     log.lines().find(|l| {
-        l.split_once(&want)
-            .is_some_and(|(before, after)| {
-                (before.is_empty() || before.ends_with(' ')) && after.contains(", status=")
-            })
+        l.split_once(&want).is_some_and(|(before, after)| {
+            (before.is_empty() || before.ends_with(' ')) && after.contains(", status=")
+        })
     })
 }
 
@@ -262,7 +263,10 @@ mod tests {
              delay=0.02, dsn=5.1.1, status=bounced (host said: 550 5.1.1 no such GitLab address)\n"
         );
         let line = status_line(&short_iso, "4C2F21F6A1", rcpt).expect("found");
-        assert!(line.contains("status=bounced") && line.contains("5.1.1"), "{line}");
+        assert!(
+            line.contains("status=bounced") && line.contains("5.1.1"),
+            "{line}"
+        );
         let cat = format!(
             "4C2F21F6A1: from=<>, size=412, nrcpt=1 (queue active)\n\
              4C2F21F6A1: to=<{rcpt}>, relay=gitlab-mailgate, dsn=5.1.1, status=bounced (550 5.1.1 x)\n"
@@ -270,7 +274,10 @@ mod tests {
         let line = status_line(&cat, "4C2F21F6A1", rcpt).expect("found");
         assert!(line.starts_with("4C2F21F6A1: to=<") && line.contains("status=bounced"));
         assert_eq!(status_line(&cat, "4C2F21F6A", rcpt), None);
-        assert_eq!(status_line("4C2F21F6A1: to=<x@y>, orig_to=<a>\n", "4C2F21F6A1", "x@y"), None);
+        assert_eq!(
+            status_line("4C2F21F6A1: to=<x@y>, orig_to=<a>\n", "4C2F21F6A1", "x@y"),
+            None
+        );
         assert_eq!(status_line("", "4C2F21F6A1", rcpt), None);
     }
 }

@@ -968,7 +968,8 @@ fn xforward_names_the_queue_id_of_the_next_transaction() {
         panic!("{actions:?}")
     };
     assert!(
-        String::from_utf8_lossy(lhlo).contains("250 XFORWARD NAME ADDR PROTO HELO IDENT SOURCE PORT\r\n"),
+        String::from_utf8_lossy(lhlo)
+            .contains("250 XFORWARD NAME ADDR PROTO HELO IDENT SOURCE PORT\r\n"),
         "{}",
         String::from_utf8_lossy(lhlo)
     );
@@ -984,11 +985,22 @@ fn xforward_names_the_queue_id_of_the_next_transaction() {
     let actions = s.feed(input.as_bytes());
     seen.take(&mut s, actions);
     seen.flush();
-    let ids: Vec<Option<&str>> = seen.delivered.iter().map(|d| d.queue_id.as_deref()).collect();
+    let ids: Vec<Option<&str>> = seen
+        .delivered
+        .iter()
+        .map(|d| d.queue_id.as_deref())
+        .collect();
     assert_eq!(ids, [Some("4Fq1Lz2nYHz9sVh"), None, None]);
     assert_eq!(
         seen.events[..6],
-        ev!["250 2.0.0", "250 2.0.0", "250 2.1.0", "250 2.1.5", "354", "deliver"]
+        ev![
+            "250 2.0.0",
+            "250 2.0.0",
+            "250 2.1.0",
+            "250 2.1.5",
+            "354",
+            "deliver"
+        ]
     );
 }
 
@@ -1011,7 +1023,10 @@ fn xforward_queue_id_reaches_the_router_and_size_refusals() {
     let actions = s.feed(input.as_bytes());
     seen.take(&mut s, actions);
     seen.flush();
-    assert_eq!(seen.events[1..], ev!["250 2.0.0", "552 5.3.4", "250 2.1.0", "250 2.1.5"]);
+    assert_eq!(
+        seen.events[1..],
+        ev!["250 2.0.0", "552 5.3.4", "250 2.1.0", "250 2.1.5"]
+    );
     assert!(matches!(
         &seen.decided[..],
         [Decision::TooLarge { queue_id: Some(id), .. }] if id == "QID1"
@@ -1033,6 +1048,13 @@ fn xforward_out_of_sequence_or_malformed_is_refused() {
     );
     assert_eq!(
         events(&input)[1..],
-        ev!["501 5.5.4", "501 5.5.4", "501 5.5.4", "501 5.5.4", "501 5.5.4", "250 2.0.0"]
+        ev![
+            "501 5.5.4",
+            "501 5.5.4",
+            "501 5.5.4",
+            "501 5.5.4",
+            "501 5.5.4",
+            "250 2.0.0"
+        ]
     );
 }

@@ -34,7 +34,11 @@ fn xforward_queue_id_leads_every_line_of_the_transaction() {
     c.cmd("MAIL FROM:<mallory@example.org>", 250, "2.1.0");
     c.cmd(&format!("RCPT TO:<{UNKNOWN_RCPT}>"), 550, "5.1.1");
     c.cmd("QUIT", 221, "2.0.0");
-    assert!(server.wait_log("B??to??x?: to=<", 1), "{}", server.log_text());
+    assert!(
+        server.wait_log("B??to??x?: to=<", 1),
+        "{}",
+        server.log_text()
+    );
     let log = server.log_text();
     for want in [
         "F303C98E612: from=<alice@example.org>, size=".to_string(),
@@ -63,7 +67,10 @@ fn serve_names_version_mailboxes_and_gitlab_in_its_first_line() {
          service_desk_email <{SERVICE_DESK_TEMPLATE}>; GitLab http://127.0.0.1:9/gitlab",
         env!("CARGO_PKG_VERSION")
     );
-    assert!(first.ends_with(&want), "first line {first:?}, want {want:?}");
+    assert!(
+        first.ends_with(&want),
+        "first line {first:?}, want {want:?}"
+    );
     env.assert_no_secrets(log.as_bytes());
 }
 
@@ -75,7 +82,10 @@ fn check_fails_an_address_without_a_key_as_setup_does() {
     let (env, _standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
     let text = std::fs::read_to_string(&env.config).expect("read the configuration");
     let keyless = text.replace(INCOMING_TEMPLATE, "incoming@incoming.example.com");
-    assert_ne!(keyless, text, "the configuration has no {INCOMING_TEMPLATE}");
+    assert_ne!(
+        keyless, text,
+        "the configuration has no {INCOMING_TEMPLATE}"
+    );
     std::fs::write(&env.config, keyless).expect("write the configuration");
     let out = env.check();
     let text = out.out();
@@ -118,12 +128,22 @@ fn the_documents_cover_journald_recovery_metrics_and_the_next_step() {
             "guard_decisions_total",
             "lmtp_send_xforward_command",
         ] {
-            let flat = text.replace("\\\n", " ").split_whitespace().collect::<Vec<_>>().join(" ");
+            let flat = text
+                .replace("\\\n", " ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
             assert!(flat.contains(want), "{name} lacks {want:?}");
         }
     }
-    assert!(readme.contains("`status=\"discarded\"`"), "README's metrics table");
-    assert!(man.contains("[http]") && man.contains("/metrics"), "man page lacks [http]");
+    assert!(
+        readme.contains("`status=\"discarded\"`"),
+        "README's metrics table"
+    );
+    assert!(
+        man.contains("[http]") && man.contains("/metrics"),
+        "man page lacks [http]"
+    );
     let postinst = read("packaging/debian/postinst");
     assert!(
         postinst.contains("echo \"gitlab-mailgate: next step: gitlab-mailgate setup --postfix\""),

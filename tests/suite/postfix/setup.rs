@@ -133,7 +133,10 @@ fn setup_routes_an_unconfigured_postfix_and_a_second_run_changes_nothing() {
     );
     // The harness sets maillog_file: that is where the verdict was read.
     assert!(
-        text.contains(&format!("(read from Postfix's maillog_file {}", pf.log_path().display())),
+        text.contains(&format!(
+            "(read from Postfix's maillog_file {}",
+            pf.log_path().display()
+        )),
         "{text}"
     );
 }
