@@ -24,7 +24,8 @@
 //! session waits in `Delivering` until the driver hands it one outcome per
 //! accepted recipient ([`Session::delivered`]); it then answers once per
 //! accepted recipient, in RCPT order (RFC 2033 §4.2), in one place that
-//! refusals decided here (message too large) go through as well.
+//! refusals decided here (message too large) go through as well. Postfix's
+//! XFORWARD names the queue id of the next transaction (see [`xforward`]).
 
 use super::input::{BodyEnd, Chunk, DataBody, LineEvent, LineReader};
 use crate::envelope::Route;
