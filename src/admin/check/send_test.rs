@@ -88,8 +88,13 @@ pub(super) fn run(report: &mut Report, config: &Config, pf: &Postfix) {
         };
         std::thread::sleep(Duration::from_millis(pause));
     }
+    // The journal shows others' lines only to root and its readers.
+    let hint = match source {
+        Source::Journal(_) => "; run as root or in group systemd-journal",
+        _ => "",
+    };
     report.fail(format_args!(
-        "send-test: no delivery status for {queue_id} in {source} within {} s (postqueue -p)",
+        "send-test: no delivery status for {queue_id} in {source} within {} s (postqueue -p{hint})",
         WAIT.as_secs()
     ))
 }
