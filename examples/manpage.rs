@@ -3,7 +3,8 @@
 //!
 //! The synopsis, commands and options come from the clap definitions in
 //! `gitlab_mailgate::cli`, so they cannot drift from the program; the
-//! sections on pipe mode, LMTP, exit status and files are written here.
+//! sections on pipe mode, LMTP, exit status and files are written here,
+//! those on metrics, logs and troubleshooting in `manpage/operations.rs`.
 //! `packaging/build-deb.sh` runs this before `cargo deb`, which compresses
 //! the page.
 
@@ -14,6 +15,9 @@ use gitlab_mailgate::cli::Cli;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+#[path = "manpage/operations.rs"]
+mod operations;
 
 fn main() -> ExitCode {
     let out_dir = PathBuf::from(
@@ -61,7 +65,10 @@ fn write_page(out_dir: &std::path::Path) -> std::io::Result<PathBuf> {
     lmtp(&mut roff);
     exit_status(&mut roff);
     outcomes(&mut roff);
-    files(&mut roff);
+    operations::http(&mut roff);
+    operations::logs(&mut roff);
+    operations::troubleshooting(&mut roff);
+    operations::files(&mut roff);
     environment(&mut roff);
     see_also(&mut roff);
     roff.to_writer(&mut page)?;
@@ -389,59 +396,6 @@ fn outcomes(roff: &mut Roff) {
             [bold(row.situation.replace('`', ""))],
             &text.replace('`', ""),
         );
-    }
-}
-
-fn files(roff: &mut Roff) {
-    section(roff, "FILES");
-    let entries = [
-        (
-            "/etc/gitlab-mailgate/config.toml",
-            "The configuration (TOML), read by default; the packaged file explains every \
-             setting.",
-        ),
-        (
-            "/etc/gitlab-mailgate/incoming_email_secret",
-            "GitLab's secret file for incoming_email (and service_desk_email_secret for \
-             Service Desk): base64 of 32 bytes, owned root:gitlab-mailgate, mode 0640.",
-        ),
-        (
-            "/etc/gitlab-mailgate/incoming_email_signing_key.pem",
-            "An ES256 signing key (signing_key_file), as gitlab-mailgate keygen writes it: \
-             PKCS#8 PEM, EC P-256, owned root:gitlab-mailgate, mode 0640. GitLab holds \
-             its public key in the mailbox's public_key_files.",
-        ),
-        (
-            "/etc/gitlab-mailgate/NAME.toml",
-            "The configuration of the systemd instance gitlab-mailgate@NAME.service.",
-        ),
-        (
-            "/run/gitlab-mailgate/lmtp.sock",
-            "The LMTP socket of gitlab-mailgate.socket, group postfix, mode 0660.",
-        ),
-        (
-            "/run/gitlab-mailgate/server/",
-            "Where gitlab-mailgate.service may create unix sockets of its own ([lmtp] \
-             listen = [\"unix:/run/gitlab-mailgate/server/lmtp.sock\"]).",
-        ),
-        (
-            "/usr/lib/systemd/system/gitlab-mailgate.service",
-            "The LMTP server under systemd, with gitlab-mailgate.socket, and the \
-             templates gitlab-mailgate@.service and gitlab-mailgate@.socket. None is \
-             enabled by the package.",
-        ),
-        (
-            "/usr/share/doc/gitlab-mailgate/postfix/",
-            "Postfix configuration to copy: main.cf and master.cf lines, transport \
-             tables.",
-        ),
-        (
-            "/var/log/mail.log",
-            "Log lines (syslog facility mail), next to Postfix's and with its queue id.",
-        ),
-    ];
-    for (path, text) in entries {
-        item(roff, [bold(path)], text);
     }
 }
 

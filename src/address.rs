@@ -74,6 +74,21 @@ pub enum Match {
 
 const KEY: &str = "%{key}";
 
+/// What is wrong with a template without `%{key}`, in the words both
+/// `setup` (for gitlab.yml's address) and `check` (for ours) use.
+pub const NO_KEY: &str = "has no %{key}: GitLab then finds no key in the address; \
+                          use e.g. \"incoming+%{key}@incoming.example.com\"";
+
+/// The template as written in the configuration (`incoming+%{key}@…`).
+impl fmt::Display for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.has_key {
+            true => write!(f, "{}{KEY}{}@{}", self.prefix, self.suffix, self.domain),
+            false => write!(f, "{}@{}", self.prefix, self.domain),
+        }
+    }
+}
+
 impl Template {
     /// Parses an address template the way GitLab's configuration holds it.
     pub fn parse(template: &str) -> Result<Template, TemplateError> {

@@ -57,10 +57,16 @@ impl Deliverer {
 
     /// Decides whether mail from `sender` (`None`: not known) to
     /// `recipient` is for GitLab: an unknown recipient is refused first,
-    /// then the null sender (see `guard`). A refusal is reported here.
-    pub fn route(&self, sender: Option<&str>, recipient: &str) -> Result<Route, Outcome> {
+    /// then the null sender (see `guard`). A refusal is reported here,
+    /// led by Postfix's `queue_id` when the front door has it.
+    pub fn route(
+        &self,
+        sender: Option<&str>,
+        recipient: &str,
+        queue_id: Option<&str>,
+    ) -> Result<Route, Outcome> {
         let refused = |outcome: Outcome, why: Option<Refusal>| {
-            self.observer.refused(recipient, &outcome, why);
+            self.observer.refused(queue_id, recipient, &outcome, why);
             Err(outcome)
         };
         let route = match route_or_why(&self.config.mailboxes, recipient) {
@@ -78,7 +84,8 @@ impl Deliverer {
     /// is when the message arrived. The front door has reported the
     /// message itself ([`Observer::message`]). The headers are read from
     /// the message's [`head`](Message::head) only, the same bytes wherever
-    /// the message is kept.
+    /// the message is kept. `queue_id` is Postfix's from the front door
+    /// (XFORWARD); else the one in the `Received:` header is logged.
     ///
     /// One post per (mailbox, key GitLab will find in the posted bytes):
     /// GitLab looks in `To` before `Delivered-To`, so the copies of a
@@ -89,15 +96,16 @@ impl Deliverer {
     pub fn deliver(
         &self,
         sender: &str,
+        queue_id: Option<&str>,
         message: &Message,
         routes: &[Route],
         received: Instant,
     ) -> Vec<Outcome> {
         if message.len() > self.config.max_message_size {
-            return self.too_large(sender, routes);
+            return self.too_large(sender, queue_id, routes);
         }
         let headers = Headers::parse(message.head());
-        let queue_id = headers.queue_id();
+        let queue_id = queue_id.map(str::to_string).or_else(|| headers.queue_id());
         // (mailbox, key or address) → the route that was posted for it.
         let mut posted: Vec<((MailboxKind, String), usize)> = Vec::new();
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(routes.len());
@@ -143,11 +151,17 @@ impl Deliverer {
 
     /// Refuses a message over `max_message_size` for every route (pipe
     /// mode reads no more of it than that).
-    pub fn too_large(&self, sender: &str, routes: &[Route]) -> Vec<Outcome> {
+    pub fn too_large(
+        &self,
+        sender: &str,
+        queue_id: Option<&str>,
+        routes: &[Route],
+    ) -> Vec<Outcome> {
         let limit = self.config.max_message_size;
         for route in routes {
             let to = Some((route.recipient.as_str(), route.mailbox.kind));
-            self.observer.too_large(sender, to, Size::Over(limit));
+            self.observer
+                .too_large(queue_id, sender, to, Size::Over(limit));
         }
         vec![Outcome::TooLarge; routes.len()]
     }
@@ -155,11 +169,11 @@ impl Deliverer {
     /// Defers every route of a message the front door could not keep
     /// (`why`: no room for its temporary file, say): the client keeps it
     /// and tries again.
-    pub fn not_stored(&self, routes: &[Route], why: &str) -> Vec<Outcome> {
-        self.observer.not_kept(why);
+    pub fn not_stored(&self, queue_id: Option<&str>, routes: &[Route], why: &str) -> Vec<Outcome> {
+        self.observer.not_kept(queue_id, why);
         let outcome = Outcome::Temporary(Temporary::Local("cannot keep the message".into()));
         for route in routes {
-            self.observer.deferred(&route.recipient, &outcome);
+            self.observer.deferred(queue_id, &route.recipient, &outcome);
         }
         vec![outcome; routes.len()]
     }

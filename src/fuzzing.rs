@@ -75,7 +75,7 @@ pub fn lmtp_session(data: &[u8]) {
         max_message_size: 200,
         max_recipients: 3,
     };
-    let router = |_sender: &str, rcpt: &str| {
+    let router = |_sender: &str, rcpt: &str, _queue_id: Option<&str>| {
         if rcpt.starts_with("incoming+") {
             Ok(Route::sample(rcpt))
         } else {

@@ -90,11 +90,15 @@ impl Observer {
         }
     }
 
-    /// A message taken for delivery: `from=<sender>, size=…, nrcpt=…`.
-    pub fn message(&self, sender: &str, size: usize, recipients: usize) {
-        self.log.info(&format!(
-            "from=<{}>, size={size}, nrcpt={recipients}",
-            printable(sender)
+    /// A message taken for delivery: `QUEUEID: from=<sender>, size=…,
+    /// nrcpt=…` (`queue_id`: Postfix's, when it sent one).
+    pub fn message(&self, queue_id: Option<&str>, sender: &str, size: usize, recipients: usize) {
+        self.log.info(&tagged(
+            queue_id,
+            format!(
+                "from=<{}>, size={size}, nrcpt={recipients}",
+                printable(sender)
+            ),
         ));
         if let Some(m) = &self.metrics {
             m.message_size(size);
@@ -103,9 +107,15 @@ impl Observer {
 
     /// A recipient refused at `RCPT` (`reason`: why, for the metrics; a
     /// guard's refusal has none).
-    pub fn refused(&self, recipient: &str, outcome: &Outcome, reason: Option<Refusal>) {
-        self.log
-            .info(&recipient_line(recipient, outcome, Detail::None));
+    pub fn refused(
+        &self,
+        queue_id: Option<&str>,
+        recipient: &str,
+        outcome: &Outcome,
+        reason: Option<Refusal>,
+    ) {
+        let line = recipient_line(recipient, outcome, Detail::None);
+        self.log.info(&tagged(queue_id, line));
         if let Some(m) = &self.metrics {
             reason.into_iter().for_each(|r| m.refused(r));
             m.outcome(None, outcome);
@@ -121,13 +131,20 @@ impl Observer {
 
     /// A message too large: at `MAIL FROM … SIZE=` (no recipient yet),
     /// after the message, or in pipe mode; one form for all three.
-    pub fn too_large(&self, sender: &str, recipient: Option<(&str, MailboxKind)>, size: Size) {
+    pub fn too_large(
+        &self,
+        queue_id: Option<&str>,
+        sender: &str,
+        recipient: Option<(&str, MailboxKind)>,
+        size: Size,
+    ) {
         let outcome = Outcome::TooLarge;
         let detail = Detail::TooLarge(sender, size);
-        self.log.info(&match recipient {
+        let line = match recipient {
             Some((to, _)) => recipient_line(to, &outcome, detail),
             None => sender_line(&outcome, detail),
-        });
+        };
+        self.log.info(&tagged(queue_id, line));
         if let (Some(m), Some((_, mailbox))) = (&self.metrics, recipient) {
             m.outcome(Some(mailbox), &outcome);
         }
@@ -135,15 +152,16 @@ impl Observer {
 
     /// A message the front door could not keep (`why`); each of its
     /// recipients is then [`deferred`](Self::deferred).
-    pub fn not_kept(&self, why: &str) {
-        self.log.error(&format!("cannot keep the message: {why}"));
+    pub fn not_kept(&self, queue_id: Option<&str>, why: &str) {
+        let line = format!("cannot keep the message: {why}");
+        self.log.error(&tagged(queue_id, line));
     }
 
     /// A recipient deferred before its message was handed over (pipe
     /// mode's deadline, a message that could not be kept).
-    pub fn deferred(&self, recipient: &str, outcome: &Outcome) {
-        self.log
-            .warn(&recipient_line(recipient, outcome, Detail::None));
+    pub fn deferred(&self, queue_id: Option<&str>, recipient: &str, outcome: &Outcome) {
+        let line = recipient_line(recipient, outcome, Detail::None);
+        self.log.warn(&tagged(queue_id, line));
     }
 
     /// A post to GitLab is starting: counted in flight until dropped.
@@ -194,6 +212,16 @@ impl Observer {
     /// Counts an LMTP connection as open until dropped.
     pub fn connection(&self) -> Option<Dec> {
         self.metrics.as_ref().map(|m| m.connection())
+    }
+}
+
+/// `line` led by Postfix's queue id, as Postfix's own lines are, so that
+/// `grep QUEUEID` finds every line of a message in both logs; as it is
+/// without one.
+fn tagged(queue_id: Option<&str>, line: String) -> String {
+    match queue_id {
+        Some(id) => format!("{}: {line}", printable(id)),
+        None => line,
     }
 }
 
@@ -318,6 +346,18 @@ mod tests {
             recipient_line("r@x", &Outcome::Delivered, Detail::Attempt(&copy))
                 .ends_with("message-id=<id@x>, posted once for this key, with to=<first@x>")
         );
+    }
+
+    #[test]
+    fn lines_of_a_transaction_start_with_its_queue_id() {
+        let o = Outcome::UnknownRecipient;
+        let line = recipient_line("r@x", &o, Detail::None);
+        assert_eq!(
+            tagged(Some("4Fq1Lz2nYHz9sVh"), line.clone()),
+            format!("4Fq1Lz2nYHz9sVh: {line}")
+        );
+        assert_eq!(tagged(None, line.clone()), line);
+        assert_eq!(tagged(Some("a\nb"), "x".into()), "a\\nb: x");
     }
 
     #[test]

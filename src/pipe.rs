@@ -100,12 +100,12 @@ fn deliver(
         Input::Whole(m) => m.len(),
         Input::TooLarge(size) => *size,
     };
-    observer.message(sender.unwrap_or(""), size, recipients.len());
+    observer.message(None, sender.unwrap_or(""), size, recipients.len());
 
     let mut outcomes = Vec::with_capacity(recipients.len());
     let mut routes = Vec::with_capacity(recipients.len());
     for r in recipients {
-        match deliverer.route(sender, r) {
+        match deliverer.route(sender, r, None) {
             Ok(route) => routes.push(route),
             Err(o) => outcomes.push(o),
         }
@@ -113,10 +113,10 @@ fn deliver(
     let from = sender.unwrap_or_default();
     outcomes.extend(match message {
         Input::Whole(m) => match m.finish() {
-            Ok(m) => deliverer.deliver(from, &m, &routes, received),
-            Err(e) => deliverer.not_stored(&routes, &e),
+            Ok(m) => deliverer.deliver(from, None, &m, &routes, received),
+            Err(e) => deliverer.not_stored(None, &routes, &e),
         },
-        Input::TooLarge(_) => deliverer.too_large(from, &routes),
+        Input::TooLarge(_) => deliverer.too_large(from, None, &routes),
     });
     Outcome::combine(&outcomes)
 }
@@ -176,7 +176,7 @@ impl Deadline {
             }
             let outcome = Outcome::Temporary(Temporary::Deadline);
             for r in &recipients {
-                observer.deferred(r, &outcome);
+                observer.deferred(None, r, &outcome);
             }
             std::process::exit(finish.exit(&outcome).into());
         });

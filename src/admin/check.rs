@@ -17,6 +17,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod postfix_log;
 mod public_keys;
 mod replies;
 mod report;
@@ -49,6 +50,7 @@ pub fn run(path: &Path, route: &RouteOptions) -> ExitCode {
             }
             report.ok(crate::http::describe(&config.http));
             for mailbox in &config.mailboxes {
+                check_template(&mut report, mailbox);
                 check_credential(&mut report, mailbox);
                 check_domain(&mut report, &config, mailbox);
             }
@@ -104,6 +106,19 @@ fn check_credential(report: &mut Report, mailbox: &Mailbox) {
         report.ok(format_args!(
             "{name} secret_file {} is valid but unused: signing_key_file wins",
             secret.display()
+        ));
+    }
+}
+
+/// An address without `%{key}` is refused as `setup` refuses it in
+/// gitlab.yml: GitLab could not tell one issue's reply from another's.
+fn check_template(report: &mut Report, mailbox: &Mailbox) {
+    if mailbox.template.with_key("k").is_none() {
+        report.fail(format_args!(
+            "{} address \"{}\" {}",
+            mailbox.kind.name(),
+            mailbox.template,
+            crate::address::NO_KEY
         ));
     }
 }

@@ -241,6 +241,22 @@ pub fn plan(pf: &Postfix, wanted: &Wanted) -> Result<Vec<Change>, String> {
         }
     }
 
+    // Postfix's lmtp client then names its queue id (XFORWARD IDENT),
+    // which leads gitlab-mailgate's log lines of the message. Postfix
+    // sends XFORWARD only to a server that offers it, so other LMTP
+    // servers (Dovecot's) are not affected.
+    if wanted.target.starts_with("lmtp:") {
+        let old = pf.get("lmtp_send_xforward_command")?;
+        if old != "yes" {
+            main(
+                &mut changes,
+                "lmtp_send_xforward_command",
+                old,
+                "yes".into(),
+            );
+        }
+    }
+
     if wanted.verify_recipients {
         let verify = dir.join(VERIFY_TABLE);
         let mut text = String::from(

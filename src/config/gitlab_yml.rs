@@ -158,9 +158,8 @@ impl Mailbox {
         match &self.address {
             Some(a) if !a.contains("%{key}") => {
                 return Some(format!(
-                    "{name}.address {a:?} has no %{{key}}: GitLab then finds no key in the \
-                     address; use e.g. \"incoming+%{{key}}@incoming.example.com\" \
-                     (gitlab.rb: gitlab_rails['{name}_address'])"
+                    "{name}.address {a:?} {} (gitlab.rb: gitlab_rails['{name}_address'])",
+                    crate::address::NO_KEY
                 ))
             }
             _ => {}

@@ -64,8 +64,8 @@ fn converse(
         max_message_size: generation.config.max_message_size,
         max_recipients: generation.config.lmtp.max_recipients,
     };
-    let mut session = Session::new(ctx.hostname, limits, |sender, rcpt| {
-        deliverer.route(Some(sender), rcpt)
+    let mut session = Session::new(ctx.hostname, limits, |sender, rcpt, queue_id| {
+        deliverer.route(Some(sender), rcpt, queue_id)
     });
     let lmtp = &generation.config.lmtp;
     let clock = Clock::new(lmtp, Instant::now());
@@ -127,9 +127,10 @@ fn converse(
                     sender,
                     recipient,
                     size,
+                    queue_id,
                 }) => {
                     let to = recipient.as_ref().map(|(r, kind)| (r.as_str(), *kind));
-                    observer.too_large(&sender, to, size)
+                    observer.too_large(queue_id.as_deref(), &sender, to, size)
                 }
                 Action::Deliver(t) => {
                     // Replies so far go out before the (slow) delivery; a
@@ -168,16 +169,19 @@ fn converse(
 /// message that could not be kept, or not exactly as the session counted
 /// it, is deferred.
 fn deliver(deliverer: &Deliverer, t: &Transaction, kept: Writer) -> Vec<Outcome> {
+    let queue_id = t.queue_id.as_deref();
     deliverer
         .observer()
-        .message(&t.sender, t.size, t.routes.len());
+        .message(queue_id, &t.sender, t.size, t.routes.len());
     match kept.finish() {
-        Ok(m) if m.len() == t.size => deliverer.deliver(&t.sender, &m, &t.routes, Instant::now()),
+        Ok(m) if m.len() == t.size => {
+            deliverer.deliver(&t.sender, queue_id, &m, &t.routes, Instant::now())
+        }
         Ok(m) => {
             let why = format!("internal error: {} bytes kept of {}", m.len(), t.size);
-            deliverer.not_stored(&t.routes, &why)
+            deliverer.not_stored(queue_id, &t.routes, &why)
         }
-        Err(e) => deliverer.not_stored(&t.routes, &e),
+        Err(e) => deliverer.not_stored(queue_id, &t.routes, &e),
     }
 }
 

@@ -104,7 +104,29 @@ pub fn run(config_path: &Path) -> ExitCode {
     }
 }
 
+/// The first line `serve` logs: what runs, for which mailboxes, against
+/// which GitLab; what an administrator reading the log needs first. The
+/// URL without user information, query or fragment: never a secret.
+fn banner(config: &Config) -> String {
+    let mailboxes: Vec<String> = config
+        .mailboxes
+        .iter()
+        .map(|m| format!("{} <{}>", m.kind.name(), m.template))
+        .collect();
+    let url = &config.gitlab.url;
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!(
+        "gitlab-mailgate {} starting: mailboxes {}; GitLab {scheme}://{host}{path}",
+        env!("CARGO_PKG_VERSION"),
+        mailboxes.join(", "),
+    )
+}
+
 fn start(config: Arc<Config>, log: &Log) -> Result<(), String> {
+    log.info(&banner(&config));
     let kinds: Vec<_> = config.mailboxes.iter().map(|m| m.kind).collect();
     let metrics = Arc::new(Metrics::new(&kinds));
     let health = Arc::new(Health::default());

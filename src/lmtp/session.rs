@@ -24,7 +24,8 @@
 //! session waits in `Delivering` until the driver hands it one outcome per
 //! accepted recipient ([`Session::delivered`]); it then answers once per
 //! accepted recipient, in RCPT order (RFC 2033 §4.2), in one place that
-//! refusals decided here (message too large) go through as well.
+//! refusals decided here (message too large) go through as well. Postfix's
+//! XFORWARD names the queue id of the next transaction (see [`xforward`]).
 
 use super::input::{BodyEnd, Chunk, DataBody, LineEvent, LineReader};
 use crate::envelope::Route;
@@ -85,6 +86,8 @@ pub enum Decision {
         recipient: Option<(String, MailboxKind)>,
         /// How big it was.
         size: Size,
+        /// Postfix's queue id (XFORWARD `IDENT`), if given.
+        queue_id: Option<String>,
     },
 }
 
@@ -98,20 +101,24 @@ pub struct Transaction {
     /// The size of the message, exactly as sent, dot-unstuffed: the bytes
     /// appended since the last `Deliver` or `Abandon`.
     pub size: usize,
+    /// Postfix's queue id, if it sent one (XFORWARD `IDENT`).
+    pub queue_id: Option<String>,
 }
 
 /// The envelope of the transaction in progress.
 struct Envelope {
     sender: String,
     routes: Vec<Route>,
+    queue_id: Option<String>,
 }
 
 /// Where the session is while it reads commands.
 enum Phase {
     /// Connected; LHLO not given yet.
     Start,
-    /// LHLO given, no transaction.
-    Idle,
+    /// LHLO given, no transaction; the queue id XFORWARD named for the
+    /// next one, if any.
+    Idle(Option<String>),
     /// MAIL given; RCPTs are being collected.
     Mail(Envelope),
     /// Between the BDAT chunks of a message (this many bytes so far).
@@ -139,8 +146,9 @@ enum State {
 
 /// One LMTP session. `R` decides at RCPT time whether a recipient (the
 /// second argument) is accepted from the envelope sender (the first, `""`
-/// for `MAIL FROM:<>`); normally [`crate::deliver::Deliverer::route`].
-pub struct Session<R: Fn(&str, &str) -> Result<Route, Outcome>> {
+/// for `MAIL FROM:<>`) in the transaction with Postfix's queue id (the
+/// third, from XFORWARD); normally [`crate::deliver::Deliverer::route`].
+pub struct Session<R: Router> {
     hostname: String,
     limits: Limits,
     router: R,
@@ -150,6 +158,11 @@ pub struct Session<R: Fn(&str, &str) -> Result<Route, Outcome>> {
     /// message is delivered (at most one read of the driver's).
     pending: Vec<u8>,
 }
+
+/// The router's type: sender, recipient, queue id.
+pub trait Router: Fn(&str, &str, Option<&str>) -> Result<Route, Outcome> {}
+
+impl<F: Fn(&str, &str, Option<&str>) -> Result<Route, Outcome>> Router for F {}
 
 /// Collects the actions of one [`Session::feed`], merging adjacent sends.
 #[derive(Default)]
@@ -183,7 +196,7 @@ impl Out {
     }
 }
 
-impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
+impl<R: Router> Session<R> {
     /// A new session for a client that just connected; `hostname` names
     /// this server in the greeting and the LHLO reply.
     pub fn new(hostname: &str, limits: Limits, router: R) -> Self {
@@ -228,7 +241,7 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
     pub fn in_transaction(&self) -> bool {
         !matches!(
             self.state,
-            State::Commands(Phase::Start | Phase::Idle) | State::Closed
+            State::Commands(Phase::Start | Phase::Idle(_)) | State::Closed
         )
     }
 
@@ -328,6 +341,7 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
                 out.reply(&not_lmtp());
                 return same(phase);
             }
+            b"XFORWARD" => return self.xforward(phase, line, out),
             b"AUTH" | b"STARTTLS" | b"EXPN" | b"ETRN" | b"ATRN" | b"BURL" | b"HELP" | b"TURN"
             | b"VERB" => {
                 out.reply(&not_implemented());
@@ -346,7 +360,7 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
         match request {
             Request::Lhlo { .. } => {
                 out.reply(&self.lhlo_reply());
-                same(Phase::Idle)
+                same(Phase::Idle(None))
             }
             Request::Mail { mut from } => {
                 if absurd_number(line, b" SIZE=") {
@@ -370,7 +384,7 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
                 out.reply(&ok("reset"));
                 match phase {
                     Phase::Start => same(Phase::Start),
-                    _ => same(Phase::Idle),
+                    _ => same(Phase::Idle(None)),
                 }
             }
             Request::Noop { .. } => {
@@ -406,21 +420,6 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
             }
         }
     }
-
-    /// The multi-line LHLO reply (RFC 2033 §4.1); no enhanced codes on it
-    /// (RFC 2034 §3).
-    fn lhlo_reply(&self) -> Reply {
-        let lines = [
-            self.hostname.clone(),
-            "PIPELINING".into(),
-            format!("SIZE {}", self.limits.max_message_size),
-            "8BITMIME".into(),
-            "ENHANCEDSTATUSCODES".into(),
-            "SMTPUTF8".into(),
-            "CHUNKING".into(),
-        ];
-        Reply::multiline(OK, &lines)
-    }
 }
 
 /// True while part of a message has been appended (or may be next).
@@ -433,6 +432,7 @@ fn holds_message(state: &State) -> bool {
 
 mod body;
 mod command;
+mod xforward;
 
 #[cfg(test)]
 mod tests;

@@ -5,15 +5,16 @@
 //! Postfix logs for it shows how far the route works.
 //!
 //! Needs a mailbox with `strict_keys` and without `catch_all` (otherwise
-//! the message would reach GitLab) and Postfix's log (`maillog_file`, else
-//! `/var/log/mail.log`).
+//! the message would reach GitLab) and Postfix's log: `maillog_file`, else
+//! the journal, else `/var/log/mail.log` (see [`postfix_log`]); it says
+//! which it read.
 
+use super::postfix_log::{self, Host, Reader, Source};
 use super::report::Report;
 use crate::admin::postfix_conf::Postfix;
 use crate::config::Config;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The key of the test address: no GitLab handler takes it.
@@ -37,11 +38,12 @@ pub(super) fn run(report: &mut Report, config: &Config, pf: &Postfix) {
     let Some(addr) = smtpd_address(pf) else {
         return report.fail("send-test: no smtpd inet service in Postfix's master.cf");
     };
-    let log = match pf.get("maillog_file") {
-        Ok(f) if !f.is_empty() => PathBuf::from(f),
-        _ => PathBuf::from("/var/log/mail.log"),
-    };
-    let start_len = std::fs::metadata(&log).map_or(0, |m| m.len());
+    let host = Host::here(
+        pf.get("maillog_file").unwrap_or_default(),
+        pf.get("syslog_name").unwrap_or_default(),
+    );
+    let source = postfix_log::choose(&host);
+    let log = Reader::start(source.clone());
     let queue_id = match send(&addr, &rcpt) {
         Ok(id) => id,
         // Recipient verification (reject_unverified_recipient) refuses it
@@ -53,36 +55,46 @@ pub(super) fn run(report: &mut Report, config: &Config, pf: &Postfix) {
         }
         Err(e) => return report.fail(format_args!("send-test: SMTP to {addr} failed: {e}")),
     };
-    let want = format!("{queue_id}: to=<{rcpt}>");
+    if source == Source::Nowhere {
+        return report.fail(format_args!(
+            "send-test: Postfix took {queue_id} for {rcpt}, but there is {source}"
+        ));
+    }
     let started = Instant::now();
     while started.elapsed() < WAIT {
-        let text = std::fs::read(&log).unwrap_or_default();
-        let new = String::from_utf8_lossy(text.get(start_len as usize..).unwrap_or(&text));
-        if let Some(line) = new
-            .lines()
-            .find(|l| l.contains(&want) && l.contains("status="))
-        {
+        let text = log.read();
+        if let Some(line) = postfix_log::status_line(&text, &queue_id, &rcpt) {
             let verdict = line.split(", status=").nth(1).unwrap_or(line);
             return if line.contains("status=bounced") && line.contains("5.1.1") {
                 report.ok(format_args!(
                     "send-test: {queue_id} to {rcpt} reached gitlab-mailgate, which refused \
-                     the test key as it should: status={verdict}"
+                     the test key as it should: status={verdict} (read from {source})"
                 ))
             } else if line.contains("status=sent") {
                 report.warn(format_args!(
-                    "send-test: {queue_id} was delivered (GitLab has it): status={verdict}"
+                    "send-test: {queue_id} was delivered (GitLab has it): status={verdict} \
+                     (read from {source})"
                 ))
             } else {
                 report.fail(format_args!(
-                    "send-test: {queue_id} to {rcpt}: status={verdict}"
+                    "send-test: {queue_id} to {rcpt}: status={verdict} (read from {source})"
                 ))
             };
         }
-        std::thread::sleep(Duration::from_millis(200));
+        // journalctl is a process per look: not as often as a file read.
+        let pause = match source {
+            Source::Journal(_) => 1000,
+            _ => 200,
+        };
+        std::thread::sleep(Duration::from_millis(pause));
     }
+    // The journal shows others' lines only to root and its readers.
+    let hint = match source {
+        Source::Journal(_) => "; run as root or in group systemd-journal",
+        _ => "",
+    };
     report.fail(format_args!(
-        "send-test: no delivery status for {queue_id} in {} within {} s (postqueue -p)",
-        log.display(),
+        "send-test: no delivery status for {queue_id} in {source} within {} s (postqueue -p{hint})",
         WAIT.as_secs()
     ))
 }

@@ -5,7 +5,7 @@
 
 use super::*;
 
-impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
+impl<R: Router> Session<R> {
     /// True while a message body (DATA, or a BDAT chunk) is being read:
     /// bytes arriving then are progress even though no reply is due yet.
     pub fn reading_message(&self) -> bool {
@@ -37,7 +37,7 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
         for reply in per_recipient(accepted, outcomes) {
             out.reply(&reply);
         }
-        self.state = State::Commands(Phase::Idle);
+        self.state = State::Commands(Phase::Idle(None));
         let pending = std::mem::take(&mut self.pending);
         self.run(&pending, &mut out);
         out.0
@@ -56,7 +56,7 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
                 out.reply(&bad_sequence(match phase {
                     Phase::Mail(_) => "no valid recipients",
                     Phase::Chunking(..) => "DATA after BDAT",
-                    Phase::Start | Phase::Idle => "need MAIL and RCPT before DATA",
+                    Phase::Start | Phase::Idle(_) => "need MAIL and RCPT before DATA",
                 }));
                 State::Commands(phase)
             }
@@ -99,7 +99,7 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
             if !last {
                 replies.truncate(1);
             }
-            return discard(size, replies, Phase::Idle, out);
+            return discard(size, replies, Phase::Idle(None), out);
         }
         if size == 0 {
             return self.end_chunk(envelope, so_far, last, out);
@@ -129,7 +129,7 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
                 for reply in self.refuse_too_large(&envelope, out) {
                     out.reply(&reply);
                 }
-                State::Commands(Phase::Idle)
+                State::Commands(Phase::Idle(None))
             }
         }
     }
@@ -142,6 +142,7 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
                 sender: envelope.sender.clone(),
                 recipient: Some((route.recipient.clone(), route.mailbox.kind)),
                 size: Size::Over(self.limits.max_message_size),
+                queue_id: envelope.queue_id.clone(),
             }));
         }
         let outcomes = vec![Outcome::TooLarge; envelope.routes.len()];
@@ -167,6 +168,7 @@ fn deliver(envelope: Envelope, size: usize, out: &mut Out) -> State {
         sender: envelope.sender,
         routes: envelope.routes,
         size,
+        queue_id: envelope.queue_id,
     }));
     State::Delivering(accepted)
 }

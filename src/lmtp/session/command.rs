@@ -79,31 +79,75 @@ pub(super) fn parse_error(e: &ParseError) -> Reply {
     }
 }
 
-impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
+impl<R: Router> Session<R> {
+    /// The multi-line LHLO reply (RFC 2033 §4.1); no enhanced codes on it
+    /// (RFC 2034 §3).
+    pub(super) fn lhlo_reply(&self) -> Reply {
+        let lines = [
+            self.hostname.clone(),
+            "PIPELINING".into(),
+            format!("SIZE {}", self.limits.max_message_size),
+            "8BITMIME".into(),
+            "ENHANCEDSTATUSCODES".into(),
+            "SMTPUTF8".into(),
+            "CHUNKING".into(),
+            xforward::ADVERTISED.into(),
+        ];
+        Reply::multiline(OK, &lines)
+    }
+
+    /// XFORWARD (see [`xforward`]): between transactions only; the queue
+    /// id it names is the next transaction's.
+    pub(super) fn xforward(&self, phase: Phase, line: &[u8], out: &mut Out) -> State {
+        let ident = match phase {
+            Phase::Idle(ident) => ident,
+            Phase::Start => {
+                out.reply(&bad_sequence("send LHLO first"));
+                return State::Commands(phase);
+            }
+            phase @ (Phase::Mail(_) | Phase::Chunking(..)) => {
+                out.reply(&bad_sequence("MAIL transaction in progress"));
+                return State::Commands(phase);
+            }
+        };
+        match xforward::parse(line) {
+            Ok(named) => {
+                out.reply(&Reply::new(OK, E_OK, "ok"));
+                State::Commands(Phase::Idle(named.unwrap_or(ident)))
+            }
+            Err(reply) => {
+                out.reply(&reply);
+                State::Commands(Phase::Idle(ident))
+            }
+        }
+    }
+
     pub(super) fn mail(&self, phase: Phase, from: MailFrom<Cow<'_, str>>, out: &mut Out) -> State {
         match phase {
-            Phase::Idle if from.size > self.limits.max_message_size => {
+            Phase::Idle(queue_id) if from.size > self.limits.max_message_size => {
                 out.push(Action::Decided(Decision::TooLarge {
                     sender: from.address.into_owned(),
                     recipient: None,
                     size: Size::Announced(from.size),
+                    queue_id: queue_id.clone(),
                 }));
                 out.reply(&too_big("message size exceeds the limit"));
-                State::Commands(Phase::Idle)
+                State::Commands(Phase::Idle(queue_id))
             }
-            Phase::Idle if from.flags & MAIL_BODY_BINARYMIME != 0 => {
+            Phase::Idle(queue_id) if from.flags & MAIL_BODY_BINARYMIME != 0 => {
                 out.reply(&Reply::new(
                     PARAMS_NOT_RECOGNIZED,
                     E_BAD_ARGS,
                     "BODY=BINARYMIME is not supported",
                 ));
-                State::Commands(Phase::Idle)
+                State::Commands(Phase::Idle(queue_id))
             }
-            Phase::Idle => {
+            Phase::Idle(queue_id) => {
                 out.reply(&Reply::new(OK, E_SENDER_OK, "sender ok"));
                 State::Commands(Phase::Mail(Envelope {
                     sender: from.address.into_owned(),
                     routes: Vec::new(),
+                    queue_id,
                 }))
             }
             Phase::Start => {
@@ -128,7 +172,7 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
                         "too many recipients",
                     ));
                 } else {
-                    match (self.router)(&envelope.sender, address) {
+                    match (self.router)(&envelope.sender, address, envelope.queue_id.as_deref()) {
                         Ok(route) => {
                             envelope.routes.push(route);
                             out.reply(&Reply::new(OK, E_RCPT_OK, "recipient ok"));
@@ -138,7 +182,7 @@ impl<R: Fn(&str, &str) -> Result<Route, Outcome>> Session<R> {
                 }
                 State::Commands(Phase::Mail(envelope))
             }
-            phase @ (Phase::Start | Phase::Idle) => {
+            phase @ (Phase::Start | Phase::Idle(_)) => {
                 out.reply(&bad_sequence("need MAIL before RCPT"));
                 State::Commands(phase)
             }

@@ -10,11 +10,11 @@ const LIMITS: Limits = Limits {
     max_recipients: 3,
 };
 
-type Router = fn(&str, &str) -> Result<Route, Outcome>;
+type Router = fn(&str, &str, Option<&str>) -> Result<Route, Outcome>;
 
 /// Accepts every address in `in.example` but `unknown@in.example`, from
 /// any sender.
-fn router(_sender: &str, rcpt: &str) -> Result<Route, Outcome> {
+fn router(_sender: &str, rcpt: &str, _queue_id: Option<&str>) -> Result<Route, Outcome> {
     if rcpt.ends_with("@in.example") && !rcpt.starts_with("unknown@") {
         Ok(Route::sample(rcpt))
     } else {
@@ -49,6 +49,7 @@ struct Seen {
 #[derive(Debug, PartialEq)]
 struct Delivered {
     sender: String,
+    queue_id: Option<String>,
     routes: Vec<Route>,
     message: Vec<u8>,
 }
@@ -75,6 +76,7 @@ impl Seen {
                     assert_eq!(t.size, message.len());
                     self.delivered.push(Delivered {
                         sender: t.sender,
+                        queue_id: t.queue_id,
                         routes: t.routes,
                         message,
                     });
@@ -179,7 +181,8 @@ fn lhlo_advertises_the_extensions() {
     let mut s = session();
     let out = s.feed(HELLO.as_bytes());
     let expected = "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-8BITMIME\r\n\
-                    250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n";
+                    250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n\
+                    250 XFORWARD NAME ADDR PROTO HELO IDENT SOURCE PORT\r\n";
     assert_eq!(out, vec![Action::Send(expected.as_bytes().to_vec())]);
 }
 
@@ -859,6 +862,7 @@ fn decisions_of_the_session_itself_are_reported_for_counting() {
         sender: String::new(),
         recipient: Some((format!("r{i}@in.example"), MailboxKind::Incoming)),
         size: Size::Over(LIMITS.max_message_size),
+        queue_id: None,
     };
     assert_eq!(
         seen.decided,
@@ -876,6 +880,7 @@ fn decisions_of_the_session_itself_are_reported_for_counting() {
             sender: "a@b.example".into(),
             recipient: None,
             size: Size::Announced(1001),
+            queue_id: None,
         }]
     );
 }
@@ -885,10 +890,10 @@ fn decisions_of_the_session_itself_are_reported_for_counting() {
 /// reports it; the session only answers).
 #[test]
 fn router_gets_the_envelope_sender() {
-    fn no_null_sender(sender: &str, rcpt: &str) -> Result<Route, Outcome> {
+    fn no_null_sender(sender: &str, rcpt: &str, id: Option<&str>) -> Result<Route, Outcome> {
         match sender {
             "" => Err(Outcome::Discarded(crate::outcome::Discard::NullSender)),
-            _ => router(sender, rcpt),
+            _ => router(sender, rcpt, id),
         }
     }
     let mut s = Session::new("mx.test", LIMITS, no_null_sender as Router);
@@ -949,4 +954,107 @@ fn a_body_leaves_as_appends_merged_per_feed() {
             Action::Deliver(Transaction { size: 10, .. })
         ]
     ));
+}
+
+/// XFORWARD (Postfix's lmtp client with `lmtp_send_xforward_command =
+/// yes`): advertised in LHLO, taken between transactions, its IDENT the
+/// queue id of the next transaction only (a delivery or RSET ends it).
+#[test]
+fn xforward_names_the_queue_id_of_the_next_transaction() {
+    let mut s = session();
+    let mut seen = Seen::default();
+    let actions = s.feed(HELLO.as_bytes());
+    let Some(Action::Send(lhlo)) = actions.first() else {
+        panic!("{actions:?}")
+    };
+    assert!(
+        String::from_utf8_lossy(lhlo)
+            .contains("250 XFORWARD NAME ADDR PROTO HELO IDENT SOURCE PORT\r\n"),
+        "{}",
+        String::from_utf8_lossy(lhlo)
+    );
+    let message = "Subject: x\r\n\r\nhi\r\n.\r\n";
+    let input = format!(
+        "XFORWARD NAME=localhost ADDR=127.0.0.1 PORT=4 HELO=h.example\r\n\
+         XFORWARD PROTO=ESMTP IDENT=4Fq1Lz2nYHz9sVh SOURCE=LOCAL\r\n\
+         MAIL FROM:<a@b.example>\r\nRCPT TO:<{KEY_RCPT}>\r\nDATA\r\n{message}\
+         MAIL FROM:<a@b.example>\r\nRCPT TO:<{KEY_RCPT}>\r\nDATA\r\n{message}\
+         XFORWARD IDENT=AAAA\r\nRSET\r\n\
+         MAIL FROM:<a@b.example>\r\nRCPT TO:<{KEY_RCPT}>\r\nDATA\r\n{message}"
+    );
+    let actions = s.feed(input.as_bytes());
+    seen.take(&mut s, actions);
+    seen.flush();
+    let ids: Vec<Option<&str>> = seen
+        .delivered
+        .iter()
+        .map(|d| d.queue_id.as_deref())
+        .collect();
+    assert_eq!(ids, [Some("4Fq1Lz2nYHz9sVh"), None, None]);
+    assert_eq!(
+        seen.events[..6],
+        ev![
+            "250 2.0.0",
+            "250 2.0.0",
+            "250 2.1.0",
+            "250 2.1.5",
+            "354",
+            "deliver"
+        ]
+    );
+}
+
+/// The router and a refusal for size see the queue id: the core logs
+/// RCPT refusals and too-large messages with it.
+#[test]
+fn xforward_queue_id_reaches_the_router_and_size_refusals() {
+    fn needs_id(sender: &str, rcpt: &str, id: Option<&str>) -> Result<Route, Outcome> {
+        match id {
+            Some("QID1") => router(sender, rcpt, id),
+            _ => Err(Outcome::UnknownRecipient),
+        }
+    }
+    let mut s = Session::new("mx.test", LIMITS, needs_id as Router);
+    let mut seen = Seen::default();
+    let input = format!(
+        "{HELLO}XFORWARD IDENT=QID1\r\nMAIL FROM:<a@b.example> SIZE=1001\r\n\
+         MAIL FROM:<a@b.example>\r\nRCPT TO:<{KEY_RCPT}>\r\n"
+    );
+    let actions = s.feed(input.as_bytes());
+    seen.take(&mut s, actions);
+    seen.flush();
+    assert_eq!(
+        seen.events[1..],
+        ev!["250 2.0.0", "552 5.3.4", "250 2.1.0", "250 2.1.5"]
+    );
+    assert!(matches!(
+        &seen.decided[..],
+        [Decision::TooLarge { queue_id: Some(id), .. }] if id == "QID1"
+    ));
+}
+
+/// Postfix's rules: not in a transaction (`503 5.5.1`), names from the
+/// list and `name=value` only (`501 5.5.4`); a refused XFORWARD leaves
+/// the session where it was.
+#[test]
+fn xforward_out_of_sequence_or_malformed_is_refused() {
+    assert_eq!(events("XFORWARD IDENT=A\r\n"), ev!["503 5.5.1"]);
+    let input = format!("{}XFORWARD IDENT=A\r\nNOOP\r\n", envelope());
+    assert_eq!(events(&input)[3..], ev!["503 5.5.1", "250 2.0.0"]);
+    let input = format!(
+        "{HELLO}XFORWARD\r\nXFORWARD USER=root\r\nXFORWARD IDENT\r\n\
+         XFORWARD IDENT=a+zz\r\nXFORWARD NAME={}\r\nNOOP\r\n",
+        "n".repeat(300)
+    );
+    assert_eq!(
+        events(&input)[1..],
+        ev![
+            "501 5.5.4",
+            "501 5.5.4",
+            "501 5.5.4",
+            "501 5.5.4",
+            "501 5.5.4",
+            "250 2.0.0"
+        ]
+    );
 }

@@ -100,12 +100,20 @@ fn accepted(outs: &[PathBuf], id: &str) -> Vec<Request> {
 }
 
 /// Sends `id` to `rcpt`, waits for Postfix's `status=sent`, and checks the
-/// stand-in got it exactly once, at `mailbox`, with our Delivered-To on top.
-fn send_and_expect_delivery(pf: &Postfix, outs: &[PathBuf], rcpt: &str, mailbox: &str, id: &str) {
+/// stand-in got it exactly once, at `mailbox`, with our Delivered-To on top;
+/// returns Postfix's queue id.
+fn send_and_expect_delivery(
+    pf: &Postfix,
+    outs: &[PathBuf],
+    rcpt: &str,
+    mailbox: &str,
+    id: &str,
+) -> String {
     let qid = pf.send(rcpt, &message(rcpt, id));
     pf.wait_status(&qid, rcpt, "sent");
     pf.wait_gone(&qid);
     expect_once(outs, rcpt, mailbox, id);
+    qid
 }
 
 /// [`send_and_expect_delivery`] from a person's address: for a
@@ -234,7 +242,7 @@ fn lmtp_end_to_end(variant: Variant, tag: &str) {
     let serve = env.serve();
     let pf = postfix_for(variant, &env, false);
 
-    send_and_expect_delivery(
+    let qid = send_and_expect_delivery(
         &pf,
         &outs,
         &incoming_rcpt(),
@@ -258,6 +266,22 @@ fn lmtp_end_to_end(variant: Variant, tag: &str) {
         bounced.contains("RCPT TO"),
         "an unknown recipient must be refused at RCPT time: {bounced}"
     );
+    // lmtp_send_xforward_command (the shipped main.cf): Postfix names its
+    // queue id, and our lines of the message start with it, the RCPT
+    // refusal and the from= line too.
+    let bounced_qid = bounced
+        .split_once("]: ")
+        .and_then(|(_, rest)| rest.split_once(": to=<"))
+        .map(|(id, _)| id.to_string())
+        .expect("a queue id in Postfix's bounce line");
+    let log = serve.log_text();
+    for want in [
+        format!("{qid}: from=<"),
+        format!("{qid}: to=<{}>, mailbox=incoming_email", incoming_rcpt()),
+        format!("{bounced_qid}: to=<nobody@{DOMAIN}>, status="),
+    ] {
+        assert!(log.contains(&want), "serve's log lacks {want:?}:\n{log}");
+    }
 
     gitlab.kill();
     let mut restarted = None;

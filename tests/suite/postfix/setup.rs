@@ -83,6 +83,7 @@ fn setup_routes_an_unconfigured_postfix_and_a_second_run_changes_nothing() {
         "config_file = ",
         "-e transport_maps=texthash:",
         &format!("-e relay_domains={DOMAIN}"),
+        "-e lmtp_send_xforward_command=yes",
         "ok    postfix -c ",
         "GitLab's settings read from",
         &format!(
@@ -128,6 +129,14 @@ fn setup_routes_an_unconfigured_postfix_and_a_second_run_changes_nothing() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
         text.contains("reached gitlab-mailgate, which refused the test key"),
+        "{text}"
+    );
+    // The harness sets maillog_file: that is where the verdict was read.
+    assert!(
+        text.contains(&format!(
+            "(read from Postfix's maillog_file {}",
+            pf.log_path().display()
+        )),
         "{text}"
     );
 }
