@@ -231,7 +231,8 @@ fn pipe_mode(roff: &mut Roff) {
         &[
             "gitlab  unix  -  n  n  -  -  pipe flags=Rq user=gitlab-mailgate",
             "  argv=/usr/bin/gitlab-mailgate deliver",
-            "  --config /etc/gitlab-mailgate/config.toml --sender=${sender} -- ${recipient}",
+            "  --config /etc/gitlab-mailgate/config.toml --queue-id=${queue_id}",
+            "  --sender=${sender} -- ${recipient}",
         ],
     );
     para(

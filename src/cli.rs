@@ -27,6 +27,10 @@ pub enum Command {
         /// The envelope sender (Postfix: --sender=${sender}).
         #[arg(long, value_name = "ADDR", allow_hyphen_values = true)]
         sender: Option<String>,
+        /// Postfix's queue id, which then leads every log line of the run
+        /// (Postfix: --queue-id=${queue_id}).
+        #[arg(long, value_name = "ID", allow_hyphen_values = true)]
+        queue_id: Option<String>,
         /// Envelope recipients (Postfix: ${recipient}).
         #[arg(required = true, value_name = "RECIPIENT")]
         recipients: Vec<String>,

@@ -21,8 +21,16 @@ fn main() -> ExitCode {
         Command::Deliver {
             config,
             sender,
+            queue_id,
             recipients,
-        } => pipe::run(&config.path, sender.as_deref(), &recipients),
+        } => pipe::run(
+            &config.path,
+            &pipe::Envelope {
+                sender: sender.as_deref(),
+                queue_id: queue_id.as_deref(),
+                recipients: &recipients,
+            },
+        ),
         Command::Serve { config } => lmtp::server::run(&config.path),
         Command::Check {
             config,

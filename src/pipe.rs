@@ -33,8 +33,23 @@ struct Finish {
     log: Log,
 }
 
+/// What Postfix's pipe(8) told us about the message on standard input.
+pub struct Envelope<'a> {
+    /// The envelope sender; `None`: an old master.cf without `--sender`.
+    pub sender: Option<&'a str>,
+    /// Postfix's queue id, for the log lines.
+    pub queue_id: Option<&'a str>,
+    /// The envelope recipients.
+    pub recipients: &'a [String],
+}
+
 /// Runs pipe mode and returns the sysexits status.
-pub fn run(config_path: &Path, sender: Option<&str>, recipients: &[String]) -> ExitCode {
+pub fn run(config_path: &Path, envelope: &Envelope) -> ExitCode {
+    // Postfix's queue ids are letters and digits; anything else is no id.
+    let queue_id = envelope.queue_id.filter(|id| {
+        !id.is_empty() && id.len() <= 32 && id.chars().all(|c| c.is_ascii_alphanumeric())
+    });
+    let (sender, recipients) = (envelope.sender, envelope.recipients);
     let log = Log::held();
     log.on_panic();
     let finish = Finish {
@@ -48,6 +63,7 @@ pub fn run(config_path: &Path, sender: Option<&str>, recipients: &[String]) -> E
         received,
         DEFAULT_PIPE_DEADLINE,
         recipients.to_vec(),
+        queue_id.map(str::to_string),
         Observer::new(log.clone()),
         finish.clone(),
     );
@@ -55,6 +71,7 @@ pub fn run(config_path: &Path, sender: Option<&str>, recipients: &[String]) -> E
         deliver(
             config_path,
             sender,
+            queue_id,
             recipients,
             received,
             &finish,
@@ -65,9 +82,11 @@ pub fn run(config_path: &Path, sender: Option<&str>, recipients: &[String]) -> E
     ExitCode::from(finish.exit(&outcome))
 }
 
+#[allow(clippy::too_many_arguments)] // one run's whole context, passed once
 fn deliver(
     config_path: &Path,
     sender: Option<&str>,
+    queue_id: Option<&str>,
     recipients: &[String],
     received: Instant,
     finish: &Finish,
@@ -100,12 +119,12 @@ fn deliver(
         Input::Whole(m) => m.len(),
         Input::TooLarge(size) => *size,
     };
-    observer.message(None, sender.unwrap_or(""), size, recipients.len());
+    observer.message(queue_id, sender.unwrap_or(""), size, recipients.len());
 
     let mut outcomes = Vec::with_capacity(recipients.len());
     let mut routes = Vec::with_capacity(recipients.len());
     for r in recipients {
-        match deliverer.route(sender, r, None) {
+        match deliverer.route(sender, r, queue_id) {
             Ok(route) => routes.push(route),
             Err(o) => outcomes.push(o),
         }
@@ -113,10 +132,10 @@ fn deliver(
     let from = sender.unwrap_or_default();
     outcomes.extend(match message {
         Input::Whole(m) => match m.finish() {
-            Ok(m) => deliverer.deliver(from, None, &m, &routes, received),
-            Err(e) => deliverer.not_stored(None, &routes, &e),
+            Ok(m) => deliverer.deliver(from, queue_id, &m, &routes, received),
+            Err(e) => deliverer.not_stored(queue_id, &routes, &e),
         },
-        Input::TooLarge(_) => deliverer.too_large(from, None, &routes),
+        Input::TooLarge(_) => deliverer.too_large(from, queue_id, &routes),
     });
     Outcome::combine(&outcomes)
 }
@@ -163,6 +182,7 @@ impl Deadline {
         started: Instant,
         after: Duration,
         recipients: Vec<String>,
+        queue_id: Option<String>,
         observer: Observer,
         finish: Finish,
     ) -> Deadline {
@@ -176,7 +196,7 @@ impl Deadline {
             }
             let outcome = Outcome::Temporary(Temporary::Deadline);
             for r in &recipients {
-                observer.deferred(None, r, &outcome);
+                observer.deferred(queue_id.as_deref(), r, &outcome);
             }
             std::process::exit(finish.exit(&outcome).into());
         });

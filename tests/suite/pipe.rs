@@ -501,3 +501,31 @@ fn logged_key_is_the_key_gitlab_finds_in_the_posted_bytes() {
     assert!(seen.iter().any(|k| k == KEY) && seen.iter().any(|k| k == "-"));
     assert!(seen.iter().any(|k| k == OTHER_KEY));
 }
+
+#[test]
+fn postfixs_queue_id_leads_every_line_of_the_run() {
+    let (env, _standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
+    let run = env.deliver_merged(
+        &[
+            "--queue-id=4F2A81C0D3",
+            "--sender=alice@example.org",
+            "--",
+            INCOMING_RCPT,
+            UNKNOWN_RCPT,
+        ],
+        &message("queue-id"),
+    );
+    assert_eq!(run.code, Some(67), "{}", run.out());
+    let out = run.out();
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("from=<") || l.contains("to=<"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{}", run.out());
+    for line in lines {
+        assert!(line.starts_with("gitlab-mailgate: 4F2A81C0D3: "), "{line}");
+    }
+    // Anything but letters and digits is no queue id of Postfix's.
+    let run = env.deliver_merged(&["--queue-id=a\nb", INCOMING_RCPT], &message("odd-id"));
+    assert!(!run.out().contains("a\nb:"), "{}", run.out());
+}
