@@ -14,6 +14,7 @@ mod connections;
 mod content;
 mod edges;
 mod http_attack;
+mod lookup;
 mod memory;
 mod pipe;
 mod reload;
