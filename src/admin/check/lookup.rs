@@ -57,10 +57,12 @@ pub(super) fn check(report: &mut Report, config: &Config, pf: &Postfix) {
             Ok(reply) => report.fail(format_args!(
                 "recipient lookup on {addr} answers {address}: {reply}, not {want}"
             )),
-            Err(e) => report.fail(format_args!(
-                "recipient lookup on {addr}: {e} (is gitlab-mailgate serve running? Until \
-                 it answers, Postfix defers mail for GitLab with 451 4.3.0)"
-            )),
+            Err(e) => {
+                return report.fail(format_args!(
+                    "recipient lookup on {addr}: {e} (is gitlab-mailgate serve running? \
+                     Until it answers, Postfix defers mail for GitLab with 451 4.3.0)"
+                ))
+            }
         }
     }
 }

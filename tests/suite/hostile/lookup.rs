@@ -77,8 +77,14 @@ fn closed_by_server(s: &mut TcpStream) -> bool {
 /// Known, unknown and invalid-key addresses on one connection, as routing says.
 fn assert_answers(port: u16) {
     let mut s = connect(port);
-    assert_eq!(ask(&mut s, &format!("gitlab {INCOMING_RCPT}")), "OK incoming_email");
-    assert_eq!(ask(&mut s, "gitlab nobody@incoming.example.com"), "NOTFOUND ");
+    assert_eq!(
+        ask(&mut s, &format!("gitlab {INCOMING_RCPT}")),
+        "OK incoming_email"
+    );
+    assert_eq!(
+        ask(&mut s, "gitlab nobody@incoming.example.com"),
+        "NOTFOUND "
+    );
     assert_eq!(
         ask(&mut s, "gitlab incoming+nonsense@incoming.example.com"),
         "NOTFOUND "
