@@ -293,7 +293,11 @@ fn recipient_lookup(
     if !others.is_empty() && pf.get("relay_recipient_maps")?.trim().is_empty() {
         let others: Vec<&str> = others.iter().map(|s| s.as_str()).collect();
         return Err(format!(
-            "relay_domains also lists {}, and relay_recipient_maps is empty: Postfix takes              any address there. The recipient lookup setup adds to relay_recipient_maps              would refuse them all. List their valid addresses (or @domain for all) in a              table in relay_recipient_maps first (see the README, \"Other relay domains\"),              then run setup again",
+            "relay_domains also lists {}, and relay_recipient_maps is empty: Postfix \
+             takes any address there. The recipient lookup setup adds to \
+             relay_recipient_maps would refuse them all. List their valid addresses (or \
+             @domain for all) in a table in relay_recipient_maps first (README: \
+             \"Refusing unknown addresses during SMTP\"), then run setup again",
             others.join(", ")
         ));
     }

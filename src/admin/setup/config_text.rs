@@ -5,13 +5,13 @@
 //! Setup owns `[gitlab] config_file`, `url` and `host`, and each
 //! mailbox's `address` and `secret_file`; delivering over TCP, it adds its
 //! address to `[lmtp] listen`; with `--postfix` it sets `[lookup] listen`
-//! (the recipient lookup Postfix asks at `RCPT`) unless the file has one. Where the service user can read GitLab's gitlab.yml and secret
-//! files, setup only points at them (`config_file`, and removes the owned
-//! settings that would shadow GitLab's), so a change in GitLab needs no
-//! change here. Where it cannot (Omnibus keeps them in
-//! `/var/opt/gitlab/gitlab-rails/etc`, mode 0700 for the user git), it
-//! writes what it read and copies the secrets next to the configuration,
-//! root:gitlab-mailgate 0640.
+//! (the recipient lookup Postfix asks at `RCPT`) unless the file has one.
+//! Where the service user can read GitLab's gitlab.yml and secret files,
+//! setup only points at them (`config_file`, and removes the owned settings
+//! that would shadow GitLab's), so a change in GitLab needs no change here.
+//! Where it cannot (Omnibus keeps them in `/var/opt/gitlab/gitlab-rails/etc`,
+//! mode 0700 for the user git), it writes what it read and copies the
+//! secrets next to the configuration, root:gitlab-mailgate 0640.
 
 use crate::admin::access::{Denied, Need, User, SERVICE_USER};
 use crate::config::gitlab_yml::GitlabYml;

@@ -278,3 +278,28 @@ fn setup_refuses_unknown_recipients_during_smtp_without_backscatter() {
     assert!(reply.starts_with("451 4.3.0"), "{reply}");
     assert_eq!(pf.queued(), 0);
 }
+
+/// `relay_recipient_maps` applies to every relay domain: on a host that
+/// relays another domain with no recipient table, the lookup would refuse
+/// all its mail, so setup stops before changing Postfix and says why.
+#[test]
+fn setup_stops_before_its_lookup_would_refuse_another_relay_domain() {
+    super::preflight();
+    let env = Env::new();
+    let yml = omnibus_gitlab_yml(&env);
+    let pf = Postfix::start(&super::harness::Setup {
+        files: Vec::new(),
+        main_cf: vec![("relay_domains".into(), "other.example".into())],
+        master_cf: Vec::new(),
+    });
+    let etc = std::path::Path::new(pf.config_dir());
+    let before = tree_hash(etc);
+    let (code, out) = setup(&env, &pf, &yml, &["--force"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("relay_domains also lists other.example")
+            && out.contains("relay_recipient_maps is empty"),
+        "{out}"
+    );
+    assert_eq!(tree_hash(etc), before, "setup changed Postfix anyway");
+}
