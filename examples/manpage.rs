@@ -279,9 +279,13 @@ fn lmtp(roff: &mut Roff) {
     para(
         roff,
         [roman(
-            "RCPT TO is answered 550 5.1.1 for addresses that are not GitLab's, so \
-             Postfix bounces only those recipients, and Postfix's \
-             reject_unverified_recipient can refuse them during the SMTP dialogue. After \
+            "RCPT TO is answered 550 5.1.1 for addresses that are not GitLab's. So that \
+             Postfix refuses them during the SMTP dialogue instead of bouncing them to a \
+             possibly forged sender, serve also answers a socketmap lookup (listen in \
+             section [lookup], e.g. 127.0.0.1:2425) for Postfix's relay_recipient_maps = \
+             socketmap:inet:127.0.0.1:2425:gitlab, which setup --postfix sets: OK for an \
+             address it would take, NOTFOUND otherwise; while serve is down Postfix \
+             answers 451 4.3.0. After \
              the message there is one reply per accepted recipient, in order: 250 when \
              GitLab took it, 451 4.x.x to try again later, 552 5.3.4 when the message is \
              too large.",

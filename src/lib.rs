@@ -31,6 +31,7 @@ mod http;
 mod jwt;
 pub mod lmtp;
 mod log;
+pub(crate) mod lookup;
 mod mail_key;
 pub mod mailbox;
 pub mod message;

@@ -4,7 +4,8 @@
 //! It proves the route to GitLab without creating anything: a POST with a
 //! deliberately invalid token must be answered 401. It says which token
 //! mode (HS256 or ES256) each mailbox uses, and compares the clocks. Then
-//! the Postfix side ([`route`]): routing, LHLO, chroot and permissions. It
+//! the Postfix side ([`route`]): routing, LHLO, chroot and permissions,
+//! and the recipient lookup Postfix asks at `RCPT` ([`lookup`]). It
 //! never prints a secret, a private key or a token.
 
 use crate::config::Config;
@@ -17,6 +18,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod lookup;
 mod postfix_log;
 mod public_keys;
 mod replies;
@@ -49,6 +51,7 @@ pub fn run(path: &Path, route: &RouteOptions) -> ExitCode {
                 ));
             }
             report.ok(crate::http::describe(&config.http));
+            report.ok(crate::lookup::describe(&config.lookup));
             for mailbox in &config.mailboxes {
                 check_template(&mut report, mailbox);
                 check_credential(&mut report, mailbox);

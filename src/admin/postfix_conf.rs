@@ -33,6 +33,9 @@ pub struct Wanted {
     pub target: String,
     /// Also refuse unknown recipients during the SMTP dialogue.
     pub verify_recipients: bool,
+    /// The recipient lookup for `relay_recipient_maps`, e.g.
+    /// `socketmap:inet:127.0.0.1:2425:gitlab` (see `crate::lookup`).
+    pub lookup: Option<String>,
 }
 
 /// One change to Postfix's configuration.
@@ -256,6 +259,9 @@ pub fn plan(pf: &Postfix, wanted: &Wanted) -> Result<Vec<Change>, String> {
             );
         }
     }
+    if let Some(table) = &wanted.lookup {
+        recipient_lookup(pf, &mut changes, wanted, &have, table)?;
+    }
 
     if wanted.verify_recipients {
         let verify = dir.join(VERIFY_TABLE);
@@ -279,6 +285,38 @@ pub fn plan(pf: &Postfix, wanted: &Wanted) -> Result<Vec<Change>, String> {
         }
     }
     Ok(changes)
+}
+
+/// Puts the recipient lookup first in `relay_recipient_maps`. That
+/// parameter applies to every relay domain, and the lookup answers only
+/// for GitLab's: where it is empty and `relay_domains` (`have`) lists
+/// other domains, whose every address Postfix takes now, setting it would
+/// refuse their mail; setup stops and says what to do instead.
+fn recipient_lookup(
+    pf: &Postfix,
+    changes: &mut Vec<Change>,
+    wanted: &Wanted,
+    have: &[String],
+    table: &str,
+) -> Result<(), String> {
+    let local = list(&pf.get("mydestination")?);
+    let others: Vec<&String> = have
+        .iter()
+        .filter(|h| !wanted.domains.iter().any(|d| d.eq_ignore_ascii_case(h)))
+        .filter(|h| !local.iter().any(|l| l.eq_ignore_ascii_case(h)))
+        .collect();
+    if !others.is_empty() && pf.get("relay_recipient_maps")?.trim().is_empty() {
+        let others: Vec<&str> = others.iter().map(|s| s.as_str()).collect();
+        return Err(format!(
+            "relay_domains also lists {}, and relay_recipient_maps is empty: Postfix \
+             takes any address there. The recipient lookup setup adds to \
+             relay_recipient_maps would refuse them all. List their valid addresses (or \
+             @domain for all) in a table in relay_recipient_maps first (README: \
+             \"Refusing unknown addresses during SMTP\"), then run setup again",
+            others.join(", ")
+        ));
+    }
+    prepend(pf, changes, "relay_recipient_maps", table)
 }
 
 fn main(changes: &mut Vec<Change>, name: &str, old: String, new: String) {

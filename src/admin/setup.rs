@@ -4,7 +4,8 @@
 //! in an existing file it shows them and changes them only with `--force`
 //! (or in the packaged example). With `--postfix` it makes
 //! Postfix route the incoming domains to gitlab-mailgate through `postconf`
-//! and runs `postfix check`, enables `gitlab-mailgate.socket` where systemd
+//! and runs `postfix check`, enables `gitlab-mailgate.socket` and
+//! `gitlab-mailgate.service` (for the recipient lookup) where systemd
 //! runs, then runs `check`. Each step compares first and changes only what
 //! differs, so a second run says "nothing changed"; `--dry-run` prints the
 //! commands and changes nothing, and checks the configuration as it would
@@ -128,7 +129,8 @@ fn setup(args: &Options, out: &mut Steps) -> Result<(), String> {
             if let Some(why) = active.iter().find_map(|m| m.refusal()) {
                 return Err(format!("{}: {why}", path.display()));
             }
-            write_config(args, out, &yml, listen.as_deref())?
+            let lookup = args.route.required.then_some(crate::lookup::DEFAULT_LISTEN);
+            write_config(args, out, &yml, (listen.as_deref(), lookup))?
         }
         None if config_path.exists() => None,
         None => {
@@ -157,7 +159,11 @@ fn setup(args: &Options, out: &mut Steps) -> Result<(), String> {
                 }
             }
         }
-        postfix(args, out, domains)?;
+        let lookup = config
+            .lookup
+            .listen
+            .map(|a| crate::lookup::postfix_table(&a.to_string()));
+        postfix(args, out, domains, lookup)?;
     }
     if args.lmtp_target == DEFAULT_TARGET && Path::new("/run/systemd/system").exists() {
         systemd(out)?;
@@ -171,7 +177,7 @@ fn write_config(
     args: &Options,
     out: &mut Steps,
     yml: &GitlabYml,
-    listen: Option<&str>,
+    (listen, lookup): (Option<&str>, Option<&str>),
 ) -> Result<Option<String>, String> {
     let path = &args.config_path;
     let old = match std::fs::symlink_metadata(path) {
@@ -183,13 +189,13 @@ fn write_config(
     };
     let planned = match old
         .as_deref()
-        .map(|o| config_text::plan(path, Some(o), yml, listen))
+        .map(|o| config_text::plan(path, Some(o), yml, listen, lookup))
     {
-        None => config_text::plan(path, None, yml, listen)?,
+        None => config_text::plan(path, None, yml, listen, lookup)?,
         Some(Ok(planned)) => planned,
         Some(Err(e)) if args.force => {
             println!("note  {}: {e}; --force replaces it", path.display());
-            config_text::plan(path, None, yml, listen)?
+            config_text::plan(path, None, yml, listen, lookup)?
         }
         Some(Err(e)) => {
             return Err(format!(
@@ -276,7 +282,12 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn postfix(args: &Options, out: &mut Steps, domains: Vec<String>) -> Result<(), String> {
+fn postfix(
+    args: &Options,
+    out: &mut Steps,
+    domains: Vec<String>,
+    lookup: Option<String>,
+) -> Result<(), String> {
     if !Postfix::installed() {
         return Err("Postfix is not installed (apt install postfix)".into());
     }
@@ -287,6 +298,7 @@ fn postfix(args: &Options, out: &mut Steps, domains: Vec<String>) -> Result<(), 
         domains,
         target: args.lmtp_target.clone(),
         verify_recipients: args.verify_recipients,
+        lookup,
     };
     let changes = postfix_conf::plan(&pf, &wanted)?;
     if changes.is_empty() {
@@ -314,9 +326,19 @@ fn postfix(args: &Options, out: &mut Steps, domains: Vec<String>) -> Result<(), 
     Ok(())
 }
 
-/// Enables and starts the socket unit unless it is already.
+/// Enables and starts the socket unit, and the service too: it answers
+/// the recipient lookup, which Postfix asks before any message reaches
+/// the socket, so it cannot wait for socket activation (the service gets
+/// the socket's descriptor all the same).
 fn systemd(out: &mut Steps) -> Result<(), String> {
-    let unit = "gitlab-mailgate.socket";
+    for unit in ["gitlab-mailgate.socket", "gitlab-mailgate.service"] {
+        enable(out, unit)?;
+    }
+    Ok(())
+}
+
+/// Enables and starts `unit` unless it is already.
+fn enable(out: &mut Steps, unit: &str) -> Result<(), String> {
     let state = |verb: &str| {
         Command::new("systemctl")
             .args([verb, "--quiet", unit])
@@ -324,7 +346,7 @@ fn systemd(out: &mut Steps) -> Result<(), String> {
             .is_ok_and(|s| s.success())
     };
     if state("is-enabled") && state("is-active") {
-        out.same(format_args!("{unit} enabled and listening"));
+        out.same(format_args!("{unit} enabled and active"));
         return Ok(());
     }
     out.change(format_args!("systemctl enable --now {unit}"));

@@ -2,7 +2,8 @@
 //! that nothing later needs to re-validate.
 //!
 //! Every part owns its settings (`gitlab::Settings`, `log::Target`,
-//! `guard::Settings`, `http::Settings`, `lmtp::Settings`, `Mailbox`); this
+//! `guard::Settings`, `http::Settings`, `lmtp::Settings`,
+//! `lookup::Settings`, `Mailbox`); this
 //! module only reads the file, fills it in from GitLab's gitlab.yml
 //! (`from_gitlab`), runs one checker per section and puts the file, line
 //! and column on what they refuse. Unknown keys are errors (a typo must not
@@ -22,6 +23,7 @@ mod http;
 mod limits;
 mod lmtp;
 mod log;
+mod lookup;
 mod mailboxes;
 mod raw;
 
@@ -55,6 +57,8 @@ pub struct Config {
     pub http: crate::http::Settings,
     /// The `[guard]` section: automated mail, loops, back-pressure.
     pub guard: crate::guard::Settings,
+    /// The `[lookup]` listener of `serve` (Postfix's recipient check).
+    pub lookup: crate::lookup::Settings,
 }
 
 impl Config {
@@ -105,6 +109,7 @@ impl Config {
         let log_target = log::check(raw.log)?;
         let guard = raw.guard.check().map_err(Invalid::new)?;
         let http = http::check(raw.http).map_err(|(span, m)| Invalid::at(span, m))?;
+        let lookup = lookup::check(raw.lookup)?;
         Ok(Config {
             path: path.to_path_buf(),
             gitlab,
@@ -115,6 +120,7 @@ impl Config {
             log_target,
             http,
             guard,
+            lookup,
         })
     }
 }

@@ -7,6 +7,7 @@ use super::http::RawHttp;
 use super::limits::RawLimits;
 use super::lmtp::RawLmtp;
 use super::log::RawLog;
+use super::lookup::RawLookup;
 use super::mailboxes::RawMailbox;
 use crate::guard::RawSettings as RawGuard;
 use serde::Deserialize;
@@ -28,4 +29,6 @@ pub(super) struct RawConfig {
     pub(super) http: RawHttp,
     #[serde(default)]
     pub(super) guard: RawGuard,
+    #[serde(default)]
+    pub(super) lookup: RawLookup,
 }

@@ -16,7 +16,7 @@
 //! A file that does not load is logged with its file:line:column and the
 //! old generation stays in force. What cannot change in a running process
 //! is logged as needing a restart: the listening sockets (`[lmtp] listen`,
-//! `socket_mode`, `[http] listen`).
+//! `socket_mode`, `[http] listen`, `[lookup]`).
 
 use crate::config::Config;
 use crate::deliver::Deliverer;
@@ -96,6 +96,9 @@ impl Generation {
         }
         if old.http.listen != new.http.listen {
             changed.push("[http] listen");
+        }
+        if old.lookup != new.lookup {
+            changed.push("[lookup]");
         }
         changed
     }

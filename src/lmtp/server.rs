@@ -159,6 +159,13 @@ fn start(config: Arc<Config>, log: &Log) -> Result<(), String> {
         spool: Spool::from_env(),
         stopping: OnceLock::new(),
     });
+    let asked = server.clone();
+    let route = move |address: &str| {
+        let generation = asked.current();
+        let route = generation.deliverer.route(None, address).ok()?;
+        Some(route.mailbox.kind.name().to_string())
+    };
+    crate::lookup::start(&config.lookup, route, log)?;
     if crate::http::start(&config.http, &health, &metrics, log)?.is_some() {
         let client = Client::new(&config.gitlab)?;
         health.start(client, config.mailboxes.clone(), log.clone())?;

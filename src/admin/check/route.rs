@@ -83,6 +83,7 @@ pub(super) fn check_route(report: &mut Report, config: &Config, opts: &RouteOpti
             tested.push(target);
         }
     }
+    super::lookup::check(report, config, &pf);
     if opts.send_test {
         super::send_test::run(report, config, &pf);
     }

@@ -1,8 +1,10 @@
 //! `check --send-test`: one message through Postfix's own smtpd to an
 //! address of a GitLab mailbox whose key fits none of GitLab's shapes, from
-//! the null sender. gitlab-mailgate refuses it (550 5.1.1) before GitLab is
-//! asked, so nothing is created in GitLab and no bounce goes anywhere; what
-//! Postfix logs for it shows how far the route works.
+//! the null sender. With the recipient lookup (`relay_recipient_maps`),
+//! Postfix asks gitlab-mailgate and refuses it in the SMTP dialogue;
+//! without, gitlab-mailgate refuses it (550 5.1.1) over LMTP. Either way
+//! GitLab is not asked, nothing is created there and no bounce goes
+//! anywhere; what Postfix says or logs for it shows how far the route works.
 //!
 //! Needs a mailbox with `strict_keys` and without `catch_all` (otherwise
 //! the message would reach GitLab) and Postfix's log: `maillog_file`, else
@@ -46,7 +48,7 @@ pub(super) fn run(report: &mut Report, config: &Config, pf: &Postfix) {
     let log = Reader::start(source.clone());
     let queue_id = match send(&addr, &rcpt) {
         Ok(id) => id,
-        // Recipient verification (reject_unverified_recipient) refuses it
+        // The recipient lookup (or reject_unverified_recipient) refuses it
         // during SMTP after asking gitlab-mailgate: the route works.
         Err(reply) if reply.starts_with("550") && reply.contains("5.1.1") => {
             return report.ok(format_args!(

@@ -4,13 +4,14 @@
 //!
 //! Setup owns `[gitlab] config_file`, `url` and `host`, and each
 //! mailbox's `address` and `secret_file`; delivering over TCP, it adds its
-//! address to `[lmtp] listen`. Where the service user can read GitLab's gitlab.yml and secret
-//! files, setup only points at them (`config_file`, and removes the owned
-//! settings that would shadow GitLab's), so a change in GitLab needs no
-//! change here. Where it cannot (Omnibus keeps them in
-//! `/var/opt/gitlab/gitlab-rails/etc`, mode 0700 for the user git), it
-//! writes what it read and copies the secrets next to the configuration,
-//! root:gitlab-mailgate 0640.
+//! address to `[lmtp] listen`; with `--postfix` it sets `[lookup] listen`
+//! (the recipient lookup Postfix asks at `RCPT`) unless the file has one.
+//! Where the service user can read GitLab's gitlab.yml and secret files,
+//! setup only points at them (`config_file`, and removes the owned settings
+//! that would shadow GitLab's), so a change in GitLab needs no change here.
+//! Where it cannot (Omnibus keeps them in `/var/opt/gitlab/gitlab-rails/etc`,
+//! mode 0700 for the user git), it writes what it read and copies the
+//! secrets next to the configuration, root:gitlab-mailgate 0640.
 
 use crate::admin::access::{Denied, Need, User, SERVICE_USER};
 use crate::config::gitlab_yml::GitlabYml;
@@ -48,12 +49,14 @@ pub struct Planned {
 }
 
 /// Edits `old` (the file in place; `None`: none, or one to replace) so it
-/// serves the mailboxes of `yml`, delivering on `listen` when given.
+/// serves the mailboxes of `yml`, delivering on `listen` when given, and
+/// answering the recipient lookup on `lookup` when given.
 pub fn plan(
     config: &Path,
     old: Option<&str>,
     yml: &GitlabYml,
     listen: Option<&str>,
+    lookup: Option<&str>,
 ) -> Result<Planned, String> {
     let active = yml.mailboxes.iter().filter(|m| m.active());
     let blocked = User::lookup(SERVICE_USER).and_then(|user| {
@@ -61,7 +64,7 @@ pub fn plan(
             .chain(active.map(|m| m.secret_file.as_path()))
             .find_map(|p| user.denied(p, Need::Read))
     });
-    edit(config, old, yml, listen, blocked)
+    edit(config, old, yml, (listen, lookup), blocked)
 }
 
 /// [`plan`], once it is known whether the service user is `blocked` from
@@ -70,7 +73,7 @@ fn edit(
     config: &Path,
     old: Option<&str>,
     yml: &GitlabYml,
-    listen: Option<&str>,
+    (listen, lookup): (Option<&str>, Option<&str>),
     blocked: Option<Denied>,
 ) -> Result<Planned, String> {
     let mut doc = match old {
@@ -157,6 +160,18 @@ fn edit(
                     "# Where Postfix delivers (setup --lmtp-target).\n",
                 );
             }
+        }
+    }
+    if let Some(addr) = lookup {
+        let table = section(&mut doc, "lookup")?;
+        // The admin's own address stays: setup points Postfix at it.
+        if !table.contains_key("listen") {
+            set(
+                table,
+                "listen",
+                addr.into(),
+                "# The recipient lookup Postfix asks at RCPT (relay_recipient_maps).\n",
+            );
         }
     }
     if old.is_none() {

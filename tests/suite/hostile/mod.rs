@@ -15,6 +15,7 @@ mod content;
 mod edges;
 mod http_attack;
 mod log_lines;
+mod lookup;
 mod memory;
 mod pipe;
 mod reload;

@@ -221,6 +221,20 @@ impl Postfix {
         smtp_send(&self.smtp_addr, "", rcpt, message)
     }
 
+    /// Like [`try_send`](Self::try_send) with the envelope sender `sender`.
+    pub fn try_send_from(&self, sender: &str, rcpt: &str, message: &str) -> Result<String, String> {
+        smtp_send(&self.smtp_addr, sender, rcpt, message)
+    }
+
+    /// How many messages are in the queue (`postqueue -j`).
+    pub fn queued(&self) -> usize {
+        let listing = run("/usr/sbin/postqueue", &["-c", &self.config, "-j"]);
+        listing
+            .lines()
+            .filter(|l| l.contains("\"queue_id\""))
+            .count()
+    }
+
     /// Like [`send`](Self::send) with the envelope sender `sender`.
     pub fn send_from(&self, sender: &str, rcpt: &str, message: &str) -> String {
         smtp_send(&self.smtp_addr, sender, rcpt, message)

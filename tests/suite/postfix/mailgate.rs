@@ -36,6 +36,8 @@ pub struct Env {
     pub lmtp_socket: PathBuf,
     /// The TCP port `serve` listens on.
     pub lmtp_port: u16,
+    /// The TCP port of `serve`'s recipient lookup (`[lookup] listen`).
+    pub lookup_port: u16,
     /// The port the GitLab stand-in must listen on (the config's URL).
     pub gitlab_port: u16,
     uid: u32,
@@ -84,6 +86,7 @@ impl Env {
             config: dir.join("config.toml"),
             lmtp_socket: run_dir.join("lmtp.sock"),
             lmtp_port: free_port(),
+            lookup_port: free_port(),
             gitlab_port: free_port(),
             dir,
             bin,
@@ -157,9 +160,13 @@ socket_mode = "0666"
 [log]
 target = "stderr"
 
+[lookup]
+listen = "127.0.0.1:{lookup}"
+
 [guard]
 {guard}
 "#,
+            lookup = self.lookup_port,
             domain = super::harness::DOMAIN,
             incoming = self.incoming_secret.display(),
             sd = self.service_desk_secret.display(),

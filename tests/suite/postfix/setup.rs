@@ -84,6 +84,10 @@ fn setup_routes_an_unconfigured_postfix_and_a_second_run_changes_nothing() {
         "-e transport_maps=texthash:",
         &format!("-e relay_domains={DOMAIN}"),
         "-e lmtp_send_xforward_command=yes",
+        &format!(
+            "-e relay_recipient_maps=socketmap:inet:127.0.0.1:{}:gitlab",
+            env.lookup_port
+        ),
         "ok    postfix -c ",
         "GitLab's settings read from",
         &format!(
@@ -93,11 +97,14 @@ fn setup_routes_an_unconfigured_postfix_and_a_second_run_changes_nothing() {
     ] {
         assert!(first.contains(want), "first run lacks {want:?}:\n{first}");
     }
-    // Nothing listens yet: check says so, and that is its only failure.
+    // Nothing listens yet: check says so (LMTP, the recipient lookup), and
+    // those are its only failures.
     assert_eq!(code, Some(1), "{first}");
     let fails: Vec<&str> = first.lines().filter(|l| l.starts_with("FAIL")).collect();
     assert!(
-        fails.len() == 1 && fails[0].contains("does not answer LHLO"),
+        fails.len() == 2
+            && fails[0].contains("does not answer LHLO")
+            && fails[1].contains("recipient lookup on"),
         "{first}"
     );
 
@@ -108,6 +115,8 @@ fn setup_routes_an_unconfigured_postfix_and_a_second_run_changes_nothing() {
     assert!(second.contains("setup: nothing changed"), "{second}");
     assert!(!second.lines().any(|l| l.starts_with("change")), "{second}");
     assert!(second.contains("answers LHLO"), "{second}");
+    assert!(second.contains(": OK incoming_email"), "{second}");
+    assert!(second.contains(": NOTFOUND"), "{second}");
 
     super::send_from_alice_and_expect_delivery(
         &pf,
@@ -117,7 +126,7 @@ fn setup_routes_an_unconfigured_postfix_and_a_second_run_changes_nothing() {
         "setup-in",
     );
 
-    // check --send-test: through Postfix to gitlab-mailgate, refused there.
+    // check --send-test: Postfix asks gitlab-mailgate and refuses it in SMTP.
     let out = Command::new(&env.bin)
         .args(["check", "--send-test", "--postfix-config", pf.config_dir()])
         .arg("--config")
@@ -127,18 +136,7 @@ fn setup_routes_an_unconfigured_postfix_and_a_second_run_changes_nothing() {
     let text = String::from_utf8_lossy(&out.stdout);
     println!("--- check --send-test:\n{text}");
     assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(
-        text.contains("reached gitlab-mailgate, which refused the test key"),
-        "{text}"
-    );
-    // The harness sets maillog_file: that is where the verdict was read.
-    assert!(
-        text.contains(&format!(
-            "(read from Postfix's maillog_file {}",
-            pf.log_path().display()
-        )),
-        "{text}"
-    );
+    assert!(text.contains("asked gitlab-mailgate and refused"), "{text}");
 }
 
 #[test]
@@ -223,4 +221,86 @@ fn setup_copies_what_the_service_user_cannot_read() {
         "incoming_email",
         "setup-copy",
     );
+}
+
+/// The quick start as the README gives it (`setup --postfix`) refuses an
+/// unknown address and a key GitLab cannot act on in the SMTP dialogue
+/// (issue 19 item 2): 550 5.1.1 to the client, nothing queued, no
+/// non-delivery notice to the (forged) sender. A GitLab address is still
+/// delivered, and with gitlab-mailgate down Postfix answers 451 (the
+/// sender retries; nothing is lost).
+#[test]
+fn setup_refuses_unknown_recipients_during_smtp_without_backscatter() {
+    super::preflight();
+    let env = Env::new();
+    let outs = vec![env.dir.join("gitlab")];
+    let _gitlab = env.gitlab(&outs[0], "ok");
+    let yml = omnibus_gitlab_yml(&env);
+    let pf = Postfix::bare();
+    let (_, out) = setup(&env, &pf, &yml, &["--force"]);
+    assert!(
+        out.contains("relay_recipient_maps=socketmap:inet:"),
+        "{out}"
+    );
+    let serve = env.serve_waiting(true, false);
+    pf.launch();
+
+    let forged = "victim@sender.example";
+    for rcpt in [
+        format!("nobody@{DOMAIN}"),
+        format!("incoming+not-a-gitlab-key@{DOMAIN}"),
+    ] {
+        let reply = pf
+            .try_send_from(forged, &rcpt, &super::message(&rcpt, "backscatter"))
+            .expect_err("Postfix accepted mail for an unknown recipient");
+        assert!(reply.starts_with("550 5.1.1"), "{rcpt}: {reply}");
+    }
+    super::send_from_alice_and_expect_delivery(
+        &pf,
+        &outs,
+        &super::incoming_rcpt(),
+        "incoming_email",
+        "lookup-in",
+    );
+    let log = pf.log_lines().join("\n");
+    assert!(
+        log.contains("User unknown in relay recipient table"),
+        "{log}"
+    );
+    assert!(!log.contains("sender non-delivery notification"), "{log}");
+    assert_eq!(pf.queued(), 0, "something stayed in the queue:\n{log}");
+
+    // gitlab-mailgate down: the lookup fails, Postfix defers in SMTP.
+    drop(serve);
+    let rcpt = super::incoming_rcpt();
+    let reply = pf
+        .try_send_from(forged, &rcpt, &super::message(&rcpt, "down"))
+        .expect_err("Postfix accepted mail while the lookup was down");
+    assert!(reply.starts_with("451 4.3.0"), "{reply}");
+    assert_eq!(pf.queued(), 0);
+}
+
+/// `relay_recipient_maps` applies to every relay domain: on a host that
+/// relays another domain with no recipient table, the lookup would refuse
+/// all its mail, so setup stops before changing Postfix and says why.
+#[test]
+fn setup_stops_before_its_lookup_would_refuse_another_relay_domain() {
+    super::preflight();
+    let env = Env::new();
+    let yml = omnibus_gitlab_yml(&env);
+    let pf = Postfix::start(&super::harness::Setup {
+        files: Vec::new(),
+        main_cf: vec![("relay_domains".into(), "other.example".into())],
+        master_cf: Vec::new(),
+    });
+    let etc = std::path::Path::new(pf.config_dir());
+    let before = tree_hash(etc);
+    let (code, out) = setup(&env, &pf, &yml, &["--force"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("relay_domains also lists other.example")
+            && out.contains("relay_recipient_maps is empty"),
+        "{out}"
+    );
+    assert_eq!(tree_hash(etc), before, "setup changed Postfix anyway");
 }

@@ -5,7 +5,7 @@
 //!
 //! The files are read as an administrator pastes them: the active lines;
 //! for the optional recipient check, also the settings the fragment ships
-//! commented out.
+//! commented out (then also the recipient lookup, asking the test's `serve`).
 
 use super::harness::DOMAIN;
 use super::mailgate::Env;
@@ -18,6 +18,7 @@ const SHIPPED_BIN: &str = "/usr/bin/gitlab-mailgate";
 const SHIPPED_CONFIG: &str = "/etc/gitlab-mailgate/config.toml";
 const SHIPPED_SOCKET: &str = "/run/gitlab-mailgate/lmtp.sock";
 const SHIPPED_LMTP_ADDR: &str = "127.0.0.1:2424";
+const SHIPPED_LOOKUP_ADDR: &str = "127.0.0.1:2425";
 const SHIPPED_TRANSPORT_MAP: &str = "/etc/postfix/gitlab-mailgate-transport";
 const SHIPPED_VERIFY_MAP: &str = "/etc/postfix/gitlab-mailgate-verify";
 
@@ -71,6 +72,10 @@ fn localize(text: &str, env: &Env) -> String {
         .replace(SHIPPED_CONFIG, &env.config.display().to_string())
         .replace(SHIPPED_SOCKET, &env.lmtp_socket.display().to_string())
         .replace(SHIPPED_LMTP_ADDR, &format!("127.0.0.1:{}", env.lmtp_port))
+        .replace(
+            SHIPPED_LOOKUP_ADDR,
+            &format!("127.0.0.1:{}", env.lookup_port),
+        )
         .replace(SHIPPED_BIN, &env.bin.display().to_string())
         .replace(
             SHIPPED_TRANSPORT_MAP,

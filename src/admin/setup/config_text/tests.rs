@@ -24,7 +24,14 @@ fn config() -> &'static Path {
 
 #[test]
 fn a_fresh_file_points_at_gitlabs_and_the_shipped_example() {
-    let p = edit(config(), None, &yml("http://g", "in.example"), None, None).unwrap();
+    let p = edit(
+        config(),
+        None,
+        &yml("http://g", "in.example"),
+        (None, None),
+        None,
+    )
+    .unwrap();
     let t: toml::Table = p.text.parse().unwrap();
     assert_eq!(t["gitlab"]["config_file"].as_str(), Some(OMNIBUS_PATH));
     assert!(p.text.contains(EXAMPLE), "{}", p.text);
@@ -40,7 +47,7 @@ fn keeps_what_the_admin_added_and_changes_only_its_own() {
         config(),
         Some(old),
         &y,
-        Some("127.0.0.1:2424"),
+        (Some("127.0.0.1:2424"), Some("127.0.0.1:2425")),
         Some(denied()),
     )
     .unwrap();
@@ -60,13 +67,14 @@ fn keeps_what_the_admin_added_and_changes_only_its_own() {
     );
     assert_eq!(t["lmtp"]["listen"][0].as_str(), Some("unix:/s"));
     assert_eq!(t["lmtp"]["listen"][1].as_str(), Some("127.0.0.1:2424"));
+    assert_eq!(t["lookup"]["listen"].as_str(), Some("127.0.0.1:2425"));
     assert_eq!(p.copies.len(), 2);
     // A second edit of the result changes nothing.
     let again = edit(
         config(),
         Some(&p.text),
         &y,
-        Some("127.0.0.1:2424"),
+        (Some("127.0.0.1:2424"), Some("127.0.0.1:2425")),
         Some(denied()),
     )
     .unwrap();
@@ -78,17 +86,39 @@ fn keeps_what_the_admin_added_and_changes_only_its_own() {
         Some("/var/opt/gitlab/gitlab-rails/etc/gitlab_service_desk_email_secret")
     );
     // Readable again: back to config_file, without what would shadow GitLab's.
-    let back = edit(config(), Some(&p.text), &y, None, None).unwrap();
+    let back = edit(config(), Some(&p.text), &y, (None, None), None).unwrap();
     let b: toml::Table = back.text.parse().unwrap();
     assert!(b["gitlab"].get("url").is_none() && b["gitlab"].get("host").is_none());
     assert!(b["incoming_email"].get("address").is_none());
     assert_eq!(b["http"]["listen"].as_str(), Some("127.0.0.1:9725"));
+    // The admin's own lookup address stays.
+    let own = "[lookup]\nlisten = \"127.0.0.1:7\"\n";
+    let kept = edit(
+        config(),
+        Some(own),
+        &y,
+        (None, Some("127.0.0.1:2425")),
+        None,
+    )
+    .unwrap();
+    assert!(
+        kept.text.contains("listen = \"127.0.0.1:7\""),
+        "{}",
+        kept.text
+    );
 }
 
 #[test]
 fn quotes_and_backslashes_stay_values() {
     let y = yml("http://h/a\"b\\c", "in.example");
-    let p = edit(config(), None, &y, Some("127.0.0.1:1\"\\"), Some(denied())).unwrap();
+    let p = edit(
+        config(),
+        None,
+        &y,
+        (Some("127.0.0.1:1\"\\"), None),
+        Some(denied()),
+    )
+    .unwrap();
     let t: toml::Table = p.text.parse().expect(&p.text);
     assert_eq!(t["gitlab"]["url"].as_str(), Some("http://h/a\"b\\c"));
     assert_eq!(t["lmtp"]["listen"][0].as_str(), Some("127.0.0.1:1\"\\"));
@@ -98,7 +128,7 @@ fn quotes_and_backslashes_stay_values() {
 #[test]
 fn edits_the_packaged_example_in_place() {
     let y = yml("http://g", "in.example");
-    let p = edit(config(), Some(EXAMPLE_TEXT), &y, None, None).unwrap();
+    let p = edit(config(), Some(EXAMPLE_TEXT), &y, (None, None), None).unwrap();
     assert!(!p.text.contains("# CHANGE ME"), "{}", p.text);
     assert!(p.text.contains("#max_connections = 64"));
     let lines = super::super::diff::settings(EXAMPLE_TEXT, &p.text);
