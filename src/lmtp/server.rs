@@ -162,7 +162,7 @@ fn start(config: Arc<Config>, log: &Log) -> Result<(), String> {
     let asked = server.clone();
     let route = move |address: &str| {
         let generation = asked.current();
-        let route = generation.deliverer.route(None, address).ok()?;
+        let route = generation.deliverer.route(None, address, None).ok()?;
         Some(route.mailbox.kind.name().to_string())
     };
     crate::lookup::start(&config.lookup, route, log)?;

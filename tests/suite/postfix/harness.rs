@@ -246,11 +246,6 @@ impl Postfix {
         &self.smtp_addr
     }
 
-    /// The instance's `maillog_file`.
-    pub fn log_path(&self) -> &Path {
-        &self.log
-    }
-
     /// The lines of this instance's log so far.
     pub fn log_lines(&self) -> Vec<String> {
         fs::read_to_string(&self.log)
