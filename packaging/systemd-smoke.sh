@@ -11,8 +11,8 @@
 # inside ../shared/tools/fresh-ci), the inner container's private network
 # would have its loopback down, and nothing could be reached: then it
 # shares this machine's network instead, says so on one line, and checks
-# the same things (the ports it picks are free ones, but 2424 and 9725,
-# the packaged defaults, which must be free).
+# the same things (the ports it picks are free ones, but 2424, 2425 and
+# 9725, the packaged defaults, which must be free).
 #
 # Needs root, systemd-nspawn, the package installed, the postfix user and
 # Debian's /usr/bin/python3 with python3-jwt. Used by tests/suite/package.rs when
@@ -132,8 +132,10 @@ for i in second third; do cp -p $C/config.toml $C/$i.toml; done
 sed -i "s/^#listen = .*/listen = [\"127.0.0.1:$SECOND_PORT\"]/" $C/second.toml
 sed -i -e 's%^#listen = .*%listen = ["unix:/run/gitlab-mailgate/third/server/lmtp.sock"]%' \
     -e 's/^#socket_mode = .*/socket_mode = "0666"/' $C/third.toml
-# One HTTP listener per port: the other instances go without.
-sed -i 's/^listen = "127.0.0.1:9725"/#&/' $C/second.toml $C/third.toml
+# One HTTP listener and one recipient lookup per port: the other
+# instances go without.
+sed -i -e 's/^listen = "127.0.0.1:9725"/#&/' -e 's/^listen = "127.0.0.1:2425"/#&/' \
+    $C/second.toml $C/third.toml
 AS_POSTFIX="setpriv --reuid=postfix --regid=postfix --init-groups /usr/bin/python3 $W/lmtp.py"
 
 check "units start" "systemctl start gitlab-mailgate.socket gitlab-mailgate@second.socket gitlab-mailgate@third.service"
