@@ -122,7 +122,8 @@ fn start(config: Arc<Config>, log: &Log) -> Result<(), String> {
     signal_hook::flag::register(SIGHUP, reload.clone())
         .map_err(|e| format!("cannot handle signal {SIGHUP}: {e}"))?;
     let lmtp = &config.lmtp;
-    let listeners = listen::open(&lmtp.listen, lmtp.socket_mode)?;
+    let sockets = listen::open(&lmtp.listen, lmtp.socket_mode, config.http.listen)?;
+    let listeners = sockets.lmtp;
     for l in &listeners {
         l.set_nonblocking()
             .map_err(|e| format!("{}: cannot set non-blocking: {e}", l.name))?;
@@ -137,7 +138,7 @@ fn start(config: Arc<Config>, log: &Log) -> Result<(), String> {
         spool: Spool::from_env(),
         stopping: OnceLock::new(),
     });
-    if crate::http::start(&config.http, &health, &metrics, log)?.is_some() {
+    if crate::http::start(&config.http, sockets.http, &health, &metrics, log)?.is_some() {
         let client = Client::new(&config.gitlab)?;
         health.start(client, config.mailboxes.clone(), log.clone())?;
     }

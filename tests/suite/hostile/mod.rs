@@ -19,3 +19,4 @@ mod pipe;
 mod reload;
 mod slots;
 mod transactions;
+mod units;
