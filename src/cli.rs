@@ -110,6 +110,15 @@ pub struct SetupArgs {
     /// diff) and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Put back what setup changed in Postfix (main.cf, master.cf, the
+    /// tables it wrote) and systemd, as recorded in the state file;
+    /// Postfix's files are then as before setup. The other options are
+    /// ignored (except --dry-run and --state-file).
+    #[arg(long)]
+    pub undo: bool,
+    /// Where setup records what it changed, for --undo.
+    #[arg(long, value_name = "FILE", default_value = setup::STATE_FILE)]
+    pub state_file: PathBuf,
 }
 
 /// A GitLab mailbox name on the command line.
@@ -168,6 +177,8 @@ impl SetupArgs {
             verify_recipients: self.verify_recipients,
             force: self.force,
             dry_run: self.dry_run,
+            undo: self.undo,
+            state_file: self.state_file,
         }
     }
 }

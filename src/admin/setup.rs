@@ -8,7 +8,8 @@
 //! runs, then runs `check`. Each step compares first and changes only what
 //! differs, so a second run says "nothing changed"; `--dry-run` prints the
 //! commands and changes nothing, and checks the configuration as it would
-//! be (with GitLab's secret files where the copies would be).
+//! be (with GitLab's secret files where the copies would be). What it
+//! changes in Postfix and systemd is recorded for `setup --undo` (`undo`).
 //!
 //! It never prints a secret: secret files are copied, never shown. What it
 //! reads is bounded like every trusted file (`crate::file`).
@@ -24,6 +25,9 @@ use std::process::{Command, ExitCode};
 
 mod config_text;
 mod diff;
+mod undo;
+
+pub use undo::STATE_FILE;
 
 /// The unix socket of the packaged `gitlab-mailgate.socket`.
 pub const DEFAULT_TARGET: &str = "lmtp:unix:/run/gitlab-mailgate/lmtp.sock";
@@ -51,11 +55,18 @@ pub struct Options {
     pub force: bool,
     /// Print what would change and change nothing.
     pub dry_run: bool,
+    /// Put back what earlier runs changed (recorded in `state_file`).
+    pub undo: bool,
+    /// Where setup records what it changed, for `undo`.
+    pub state_file: PathBuf,
 }
 
 /// Runs setup, then `check`; the exit status is check's (or 1 when setup
 /// itself failed).
 pub fn run(args: &Options) -> ExitCode {
+    if args.undo {
+        return undo::undo(&args.state_file, args.dry_run);
+    }
     let mut out = Steps {
         dry_run: args.dry_run,
         changes: 0,
@@ -160,7 +171,7 @@ fn setup(args: &Options, out: &mut Steps) -> Result<(), String> {
         postfix(args, out, domains)?;
     }
     if args.lmtp_target == DEFAULT_TARGET && Path::new("/run/systemd/system").exists() {
-        systemd(out)?;
+        systemd(args, out)?;
     }
     Ok(())
 }
@@ -297,10 +308,16 @@ fn postfix(args: &Options, out: &mut Steps, domains: Vec<String>) -> Result<(), 
         ));
         return Ok(());
     }
+    let mut journal = match args.dry_run {
+        true => None,
+        false => Some(undo::Journal::open(&args.state_file, &pf)?),
+    };
     for change in &changes {
         out.change(pf.describe(change));
-        if !args.dry_run {
+        if let Some(journal) = &mut journal {
+            let before = journal.before(&pf, change)?;
             pf.apply(change)?;
+            journal.record(&pf, change, before)?;
         }
     }
     if !args.dry_run {
@@ -315,7 +332,7 @@ fn postfix(args: &Options, out: &mut Steps, domains: Vec<String>) -> Result<(), 
 }
 
 /// Enables and starts the socket unit unless it is already.
-fn systemd(out: &mut Steps) -> Result<(), String> {
+fn systemd(args: &Options, out: &mut Steps) -> Result<(), String> {
     let unit = "gitlab-mailgate.socket";
     let state = |verb: &str| {
         Command::new("systemctl")
@@ -338,5 +355,8 @@ fn systemd(out: &mut Steps) -> Result<(), String> {
     if !status.success() {
         return Err(format!("systemctl enable --now {unit} failed ({status})"));
     }
-    Ok(())
+    let pf = Postfix {
+        config_dir: args.route.postfix_config.clone(),
+    };
+    undo::Journal::open(&args.state_file, &pf)?.record_socket()
 }
