@@ -110,3 +110,112 @@ fn serve_answers_http_on_the_socket_systemd_passed() {
         drop(child);
     }
 }
+
+/// GitLab's gitlab.yml for `env`, with `secret` as incoming_email's
+/// `secret_file` (GitLab's own), GitLab at `url`; returns its path.
+fn gitlab_yml(env: &TestEnv, url: &str, secret: &std::path::Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(project_file("tests/data/gitlab.yml"))
+        .expect("read tests/data/gitlab.yml")
+        .replace("@GITLAB_URL@", url)
+        .replace("@DOMAIN@", "incoming.example.com")
+        .replace(
+            "secret_file: .gitlab_incoming_email_secret",
+            &format!("secret_file: {}", secret.display()),
+        );
+    let path = env.dir().join("gitlab.yml");
+    write_file(&path, text.as_bytes(), 0o600);
+    path
+}
+
+/// `check` with GitLab's gitlab.yml as `[gitlab] config_file` and
+/// incoming_email's secret_file a copy of GitLab's (`same`) or another
+/// secret; returns its exit code, its output and the mailboxes of the
+/// bodies the stand-in accepted.
+fn check_with_copy(same: bool) -> (Option<i32>, String, Vec<String>) {
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
+    let yml = gitlab_yml(&env, &standin.url(), &env.incoming_secret);
+    let mut settings = Settings {
+        gitlab_url: standin.url(),
+        gitlab_extra: format!("config_file = {}", toml_string(&yml.to_string_lossy())),
+        ..Settings::default()
+    };
+    settings.lmtp_listen = vec!["127.0.0.1:0".into()];
+    let mut text = env.config_text(&settings);
+    let copy = match same {
+        true => std::fs::read_to_string(&env.incoming_secret).unwrap(),
+        false => new_secret_text(),
+    };
+    {
+        let path = env.dir().join("incoming_email_secret.copy");
+        write_file(&path, copy.as_bytes(), 0o600);
+        let gitlabs = toml_string(&env.incoming_secret.to_string_lossy());
+        assert!(text.contains(&gitlabs), "{text}");
+        text = text.replace(&gitlabs, &toml_string(&path.to_string_lossy()));
+    }
+    write_file(&env.config, text.as_bytes(), 0o600);
+    let run = env.check();
+    let mailboxes = standin.bodies().into_iter().map(|b| b.mailbox).collect();
+    (run.code, run.out(), mailboxes)
+}
+
+#[test]
+fn check_proves_gitlab_accepts_our_token_with_a_message_it_drops() {
+    // The very secret GitLab has, in a copy of ours.
+    let (env, standin) = TestEnv::with_standin(StandIn::builder(), |_| {});
+    let run = env.check();
+    let out = run.out();
+    assert_eq!(run.code, Some(0), "{out}");
+    assert_eq!(
+        out.matches("GitLab accepts our token (HS256)").count(),
+        2,
+        "{out}"
+    );
+    // Nothing but the two probes reached GitLab, each dropped unread.
+    let bodies = standin.bodies();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    for body in &bodies {
+        let text = String::from_utf8_lossy(&body.bytes);
+        assert!(
+            text.contains("\r\nAuto-Submitted: auto-generated\r\n")
+                && text.contains("\r\nMessage-ID: <")
+                && text.contains("\r\nTo: <")
+                && !text.contains("%{key}"),
+            "{text}"
+        );
+    }
+    drop(env);
+}
+
+#[test]
+fn check_fails_on_a_secret_gitlab_does_not_share() {
+    // A rotated secret: ours differs from GitLab's (which the stand-in has).
+    let (code, out, mailboxes) = check_with_copy(false);
+    assert_eq!(code, Some(1), "{out}");
+    let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(
+        fails.iter().any(|l| l.contains(
+            "incoming_email: GitLab refuses our token: the secret differs from GitLab's (rotated?)"
+        )),
+        "{out}"
+    );
+    // And, root reading GitLab's file, the copy is told stale.
+    assert!(
+        fails
+            .iter()
+            .any(|l| l.contains("differs from GitLab's") && l.contains("copy it again")),
+        "{out}"
+    );
+    assert_eq!(fails.len(), 2, "{out}");
+    // Service Desk's token was accepted, incoming_email's nothing.
+    assert!(
+        out.contains("service_desk_email: GitLab accepts our token"),
+        "{out}"
+    );
+    assert_eq!(mailboxes, ["service_desk_email"], "{out}");
+
+    // A copy of the same secret passes, and says it compared.
+    let (code, out, mailboxes) = check_with_copy(true);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("is the same secret as GitLab's"), "{out}");
+    assert_eq!(mailboxes.len(), 2, "{out}");
+}
