@@ -47,9 +47,6 @@ pub struct Planned {
     pub blocked: Option<Denied>,
 }
 
-/// The packaged example's (and gitlab-mailgate.socket's) `[http] listen`.
-const HTTP_LISTEN: &str = "127.0.0.1:9725";
-
 /// Edits `old` (the file in place; `None`: none, or one to replace) so it
 /// serves the mailboxes of `yml`, delivering on `listen` when given.
 pub fn plan(
@@ -163,14 +160,6 @@ fn edit(
         }
     }
     if old.is_none() {
-        // As in the packaged example, which the packaged
-        // gitlab-mailgate.socket holds open: a scrape then starts `serve`.
-        set(
-            section(&mut doc, "http")?,
-            "listen",
-            HTTP_LISTEN.into(),
-            "# /livez, /readyz, /metrics; gitlab-mailgate.socket holds this port.\n",
-        );
         if let Some(first) = doc.iter_mut().next().and_then(|(_, i)| i.as_table_mut()) {
             first.decor_mut().set_prefix(format!(
                 "# gitlab-mailgate configuration, written by `gitlab-mailgate setup`.\n\
