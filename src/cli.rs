@@ -116,9 +116,11 @@ pub struct SetupArgs {
     /// ignored (except --dry-run and --state-file).
     #[arg(long)]
     pub undo: bool,
-    /// Where setup records what it changed, for --undo.
-    #[arg(long, value_name = "FILE", default_value = setup::STATE_FILE)]
-    pub state_file: PathBuf,
+    /// Where setup records what it changed, for --undo. Default:
+    /// /var/lib/gitlab-mailgate/setup-undo.toml for the system's Postfix,
+    /// setup-undo-DIR.toml beside it for --postfix-config DIR.
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
 }
 
 /// A GitLab mailbox name on the command line.
@@ -168,9 +170,13 @@ impl PostfixArgs {
 impl SetupArgs {
     /// What `setup` is asked to do.
     pub fn options(self) -> setup::Options {
+        let route = self.postfix.route(false);
+        let state_file = self
+            .state_file
+            .unwrap_or_else(|| setup::state_file(route.postfix_config.as_deref()));
         setup::Options {
             config_path: self.config.path,
-            route: self.postfix.route(false),
+            route,
             gitlab_config: self.gitlab_config,
             domains: self.domains,
             lmtp_target: self.lmtp_target,
@@ -178,7 +184,7 @@ impl SetupArgs {
             force: self.force,
             dry_run: self.dry_run,
             undo: self.undo,
-            state_file: self.state_file,
+            state_file,
         }
     }
 }

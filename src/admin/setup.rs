@@ -27,7 +27,7 @@ mod config_text;
 mod diff;
 mod undo;
 
-pub use undo::STATE_FILE;
+pub use undo::state_file;
 
 /// The unix socket of the packaged `gitlab-mailgate.socket`.
 pub const DEFAULT_TARGET: &str = "lmtp:unix:/run/gitlab-mailgate/lmtp.sock";

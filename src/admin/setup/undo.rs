@@ -26,8 +26,31 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-/// Where setup keeps its record; the package owns the directory.
-pub const STATE_FILE: &str = "/var/lib/gitlab-mailgate/setup-undo.toml";
+/// Where setup keeps its record of the system's Postfix; the package
+/// removes the directory on purge.
+const STATE_FILE: &str = "/var/lib/gitlab-mailgate/setup-undo.toml";
+
+/// The default record for the Postfix in `postfix_config` (`None`: the
+/// system's): one per instance, so setting up one never mixes with another.
+pub fn state_file(postfix_config: Option<&Path>) -> PathBuf {
+    match postfix_config {
+        None => PathBuf::from(STATE_FILE),
+        Some(dir) => {
+            let name: String = dir
+                .to_string_lossy()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            Path::new(STATE_FILE).with_file_name(format!("setup-undo{name}.toml"))
+        }
+    }
+}
 
 const HEADER: &str = "# Written by `gitlab-mailgate setup`: what it changed, for \
                       `gitlab-mailgate setup --undo`. Do not edit.\n";
@@ -281,3 +304,6 @@ fn entry_span(text: &str, field: &str) -> Option<(usize, usize)> {
 
 mod run;
 pub use run::undo;
+
+#[cfg(test)]
+mod tests;
