@@ -128,7 +128,9 @@ fn undo_all(state_path: &Path, dry_run: bool) -> Result<(usize, usize), String> 
             if reloaded { ", postfix reload" } else { "" }
         );
     }
-    if state.systemd_socket {
+    if state.systemd_socket && !Path::new("/run/systemd/system").exists() {
+        println!("note  systemd is not running: gitlab-mailgate.socket left as it is");
+    } else if state.systemd_socket {
         changes += 1;
         println!("{verb}  systemctl disable --now gitlab-mailgate.socket");
         if !dry_run {
@@ -140,8 +142,8 @@ fn undo_all(state_path: &Path, dry_run: bool) -> Result<(usize, usize), String> 
                 return Err(format!("systemctl disable --now failed ({status})"));
             }
         }
-        state.systemd_socket = false;
     }
+    state.systemd_socket = false;
     let kept = kept_main.len() + kept_master.len() + kept_file.len();
     (state.main, state.master, state.file) = (kept_main, kept_master, kept_file);
     if !dry_run {
