@@ -121,3 +121,51 @@ fn setup_undo_puts_postfix_back_byte_for_byte() {
     assert!(again.contains("setup --undo: nothing changed"), "{again}");
     assert_eq!(tree_hash(etc), before);
 }
+
+#[test]
+fn setup_undo_leaves_what_the_admin_changed_since() {
+    super::preflight();
+    let env = Env::new();
+    let yml = omnibus_gitlab_yml(&env);
+    let pf = Postfix::bare();
+    let state = env.dir.join("setup-undo.toml");
+    let target = format!("lmtp:inet:127.0.0.1:{}", env.lmtp_port);
+    let (_, first) = setup(
+        &env,
+        &state,
+        &[
+            "--gitlab-config",
+            yml.to_str().unwrap(),
+            "--postfix-config",
+            pf.config_dir(),
+            "--lmtp-target",
+            &target,
+            "--force",
+        ],
+    );
+    assert!(first.contains("-e relay_domains="), "{first}");
+    // The admin's own change after setup: undo must not take it back.
+    let postconf = |args: &[&str]| {
+        let mut all = vec!["-c", pf.config_dir()];
+        all.extend_from_slice(args);
+        run("/usr/sbin/postconf", &all)
+    };
+    postconf(&["-e", "relay_domains=mine.example"]);
+    for _ in 0..2 {
+        let (code, undo) = setup(&env, &state, &["--undo"]);
+        assert_eq!(code, Some(1), "{undo}");
+        assert!(
+            undo.lines()
+                .any(|l| l.starts_with("keep  relay_domains: set to \"mine.example\"")),
+            "{undo}"
+        );
+        assert!(state.exists(), "the record of what is left went: {undo}");
+    }
+    // Only it stays; the rest went.
+    let main_cf = postconf(&["-n"]);
+    assert!(
+        main_cf.contains("relay_domains = mine.example"),
+        "{main_cf}"
+    );
+    assert!(!main_cf.contains("transport_maps"), "{main_cf}");
+}
