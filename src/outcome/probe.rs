@@ -110,3 +110,23 @@ impl TokenProbe {
         TokenProbe { accepted, text }
     }
 }
+
+#[cfg(test)]
+#[test]
+fn a_refused_token_is_told_from_a_missing_route() {
+    let answer = |status| Posted::Answer {
+        status,
+        retry_after: None,
+        gitlab_refusal: false,
+    };
+    assert!(TokenProbe::classify(answer(200), "HS256").accepted);
+    for status in [401, 403] {
+        let refused = TokenProbe::classify(answer(status), "HS256");
+        assert!(!refused.accepted && refused.text.contains("secret differs"));
+        let refused = TokenProbe::classify(answer(status), "ES256");
+        assert!(!refused.accepted && refused.text.contains("public_key_files"));
+    }
+    let other = TokenProbe::classify(answer(500), "HS256");
+    assert!(!other.accepted && other.text.contains("500"));
+    assert!(!TokenProbe::classify(Posted::Unreachable("down".into()), "HS256").accepted);
+}
