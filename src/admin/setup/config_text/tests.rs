@@ -113,5 +113,7 @@ fn edits_the_packaged_example_in_place() {
         "/packaging/gitlab-mailgate.socket"
     ))
     .unwrap();
-    assert!(unit.contains("\nListenStream=127.0.0.1:9725\n"), "{unit}");
+    let (_, socket) = unit.split_once("\n[Socket]\n").unwrap();
+    let socket = socket.split("\n[").next().unwrap();
+    assert!(socket.contains("\nListenStream=127.0.0.1:9725\n"), "{unit}");
 }
