@@ -123,7 +123,10 @@ head -c 32 /dev/urandom | base64 >$C/incoming_email_secret
 chgrp gitlab-mailgate $C/incoming_email_secret
 chmod 0640 $C/incoming_email_secret
 mkdir -p $W/standin
+# GitLab's service_desk_email secret below is a copy of the same: setup's
+# check proves GitLab accepts the token of each mailbox.
 /usr/bin/python3 $STANDIN --secret incoming_email=$C/incoming_email_secret \
+    --secret service_desk_email=$C/incoming_email_secret \
     --out $W/standin --port 0 --lifetime 240 >$W/out/standin 2>&1 &
 for i in $(seq 50); do grep -q PORT $W/out/standin && break; sleep 0.1; done
 GITLAB_PORT=$(awk '/^PORT/ {print $2}' $W/out/standin)
@@ -171,11 +174,21 @@ cp /etc/postfix/master.cf.proto $W/pf/master.cf
 postconf -c $W/pf -e compatibility_level=3.6 queue_directory=$W/pfq data_directory=$W/pfd mydestination=
 SETUP="gitlab-mailgate setup --gitlab-config $GL/gitlab.yml --config $W/setup.toml --postfix-config $W/pf"
 pf_hash() { find $W/pf -type f | sort | xargs cat | sha256sum; }
+PF_BEFORE_SETUP=$(pf_hash)
 check "setup configures, routes Postfix, starts the socket, and its check passes" \
     "systemctl stop gitlab-mailgate.service && $SETUP && systemctl is-active gitlab-mailgate.socket"
 check "a second setup changes nothing" "$SETUP | grep -x 'setup: nothing changed'"
 check "setup --dry-run changes nothing" \
     'before=$(pf_hash); rm $W/setup.toml && $SETUP --dry-run | grep -q "^would" && [ "$(pf_hash)" = "$before" ] && [ ! -e $W/setup.toml ]'
+# A quiet host (as after a boot, no mail yet): gitlab-mailgate.socket
+# holds the [http] port too, so a scrape starts the server.
+check "with no mail, a scrape starts the server: /metrics and /readyz answer" \
+    "systemctl stop gitlab-mailgate.service && systemctl is-active gitlab-mailgate.socket && ! systemctl is-active gitlab-mailgate.service && /usr/bin/python3 $W/probe.py /metrics 200 && /usr/bin/python3 $W/probe.py /readyz 200 && systemctl is-active gitlab-mailgate.service"
+check "check fails on a secret GitLab does not share" \
+    'head -c 32 /dev/urandom | base64 >$W/wrong_secret && chmod 0600 $W/wrong_secret && sed "s#^secret_file = .*#secret_file = \"$W/wrong_secret\"#" $C/config.toml >$W/wrong.toml && ! gitlab-mailgate check --config $W/wrong.toml >$W/wrong.out 2>&1 && cat $W/wrong.out && grep -q "GitLab refuses our token" $W/wrong.out'
+check "setup --undo leaves Postfix's configuration as before setup" \
+    '$SETUP --undo && [ "$(pf_hash)" = "$PF_BEFORE_SETUP" ] && ! systemctl is-enabled gitlab-mailgate.socket'
+check "a second setup --undo changes nothing" "$SETUP --undo | grep -x 'setup --undo: nothing changed'"
 systemctl stop 'gitlab-mailgate*'
 journalctl --no-pager -o short-monotonic -u 'gitlab-mailgate*' >>$W/out/detail 2>&1
 echo DONE

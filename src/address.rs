@@ -126,6 +126,11 @@ impl Template {
             .then(|| format!("{}{key}{}@{}", self.prefix, self.suffix, self.domain))
     }
 
+    /// The base address (`incoming@domain`): the template without its key.
+    pub fn base(&self) -> String {
+        format!("{}@{}", self.base_local, self.domain)
+    }
+
     /// The domain of the template, spelled as written there.
     pub fn domain(&self) -> &str {
         &self.domain

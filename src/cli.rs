@@ -114,6 +114,17 @@ pub struct SetupArgs {
     /// diff) and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Put back what setup changed in Postfix (main.cf, master.cf, the
+    /// tables it wrote) and systemd, as recorded in the state file;
+    /// Postfix's files are then as before setup. The other options are
+    /// ignored (except --dry-run and --state-file).
+    #[arg(long)]
+    pub undo: bool,
+    /// Where setup records what it changed, for --undo. Default:
+    /// /var/lib/gitlab-mailgate/setup-undo.toml for the system's Postfix,
+    /// setup-undo-DIR.toml beside it for --postfix-config DIR.
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
 }
 
 /// A GitLab mailbox name on the command line.
@@ -163,15 +174,21 @@ impl PostfixArgs {
 impl SetupArgs {
     /// What `setup` is asked to do.
     pub fn options(self) -> setup::Options {
+        let route = self.postfix.route(false);
+        let state_file = self
+            .state_file
+            .unwrap_or_else(|| setup::state_file(route.postfix_config.as_deref()));
         setup::Options {
             config_path: self.config.path,
-            route: self.postfix.route(false),
+            route,
             gitlab_config: self.gitlab_config,
             domains: self.domains,
             lmtp_target: self.lmtp_target,
             verify_recipients: self.verify_recipients,
             force: self.force,
             dry_run: self.dry_run,
+            undo: self.undo,
+            state_file,
         }
     }
 }

@@ -78,18 +78,37 @@ pub fn describe(settings: &Settings) -> String {
     }
 }
 
-/// Binds the configured address and starts the loop's thread; `Ok(None)`
-/// when `[http]` is off.
+/// Starts the loop's thread on the socket systemd passed (`inherited`,
+/// see `lmtp::listen`), else on the configured address, which it binds;
+/// `Ok(None)` when `[http]` is off and systemd passed none. A passed
+/// socket is served even with `[http]` off: systemd holds it open, so
+/// leaving it unserved would leave a probe hanging instead of refused.
 pub fn start(
     settings: &Settings,
+    inherited: Option<TcpListener>,
     health: &Arc<Health>,
     metrics: &Arc<Metrics>,
     log: &Log,
 ) -> Result<Option<SocketAddr>, String> {
-    let Some(addr) = settings.listen else {
-        return Ok(None);
+    let (listener, addr, from) = match (inherited, settings.listen) {
+        (Some(l), _) => {
+            let addr = l
+                .local_addr()
+                .map_err(|e| format!("[http] socket from systemd: {e}"))?;
+            (l, addr, " (systemd)")
+        }
+        (None, Some(addr)) => {
+            let l = TcpListener::bind(addr).map_err(|e| format!("[http] listen {addr}: {e}"))?;
+            (l, addr, "")
+        }
+        (None, None) => return Ok(None),
     };
-    let listener = TcpListener::bind(addr).map_err(|e| format!("[http] listen {addr}: {e}"))?;
+    if !from.is_empty() && settings.listen != Some(addr) {
+        log.warn(&format!(
+            "http: systemd passed {addr}, [http] listen is {}: serving systemd's",
+            settings.listen.map_or("off".into(), |a| a.to_string())
+        ));
+    }
     // SAFETY: listen(2) on the socket `listener` owns; again on a listening
     // socket it only changes the queue length.
     unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) };
@@ -126,7 +145,7 @@ pub fn start(
             event_loop::run(&listener, limits, answer, &late, &thread_log)
         })
         .map_err(|e| format!("cannot start the http thread: {e}"))?;
-    log.info(&format!("http on {bound}: /livez, /readyz, /metrics"));
+    log.info(&format!("http on {bound}{from}: /livez, /readyz, /metrics"));
     Ok(Some(bound))
 }
 

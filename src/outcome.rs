@@ -14,7 +14,10 @@ use crate::gitlab::Posted;
 use crate::reply::*;
 use std::time::Duration;
 
+mod probe;
 pub mod table;
+
+pub use probe::{Probe, TokenProbe};
 
 /// sysexits.h: successful termination.
 pub const EX_OK: u8 = 0;
@@ -345,69 +348,6 @@ impl Posting {
 
 fn failing(outcome: &Outcome) -> String {
     format!("GitLab is failing: {}", outcome.reply().text)
-}
-
-/// What GitLab's answer to a probe (a post with a deliberately invalid
-/// token, which it answers 401) says, for `check` and for readiness.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Probe {
-    /// GitLab (or something in its place) answered at all.
-    pub answered: bool,
-    /// The route to the API exists.
-    pub route_exists: bool,
-    /// `check`'s words for it, after the endpoint.
-    pub text: String,
-    /// What it means for readiness.
-    pub readiness: Readiness,
-}
-
-impl Probe {
-    /// Classifies the answer to a probe.
-    pub fn classify(posted: Posted) -> Probe {
-        let status = match posted {
-            Posted::Answer { status: 401, .. } => {
-                return Probe {
-                    answered: true,
-                    route_exists: true,
-                    text: " answers 401 to an invalid token: the route exists".into(),
-                    readiness: Readiness::Answering,
-                }
-            }
-            Posted::Answer { status, .. } => status,
-            Posted::Unreachable(e) | Posted::Lost(e) | Posted::Local(e) => {
-                return Probe {
-                    answered: false,
-                    route_exists: false,
-                    text: format!(": cannot reach GitLab: {e}"),
-                    readiness: Readiness::Failing(format!(
-                        "GitLab is failing: cannot reach GitLab: {e}"
-                    )),
-                }
-            }
-        };
-        let text = match status {
-            404 => " answers 404: check [gitlab] url, or GitLab is too old for this API".into(),
-            s => format!(
-                " answers {s} to an invalid token, expected 401: check [gitlab] url and proxies"
-            ),
-        };
-        let readiness = match Posting::classify(Posted::Answer {
-            status,
-            retry_after: None,
-            gitlab_refusal: false,
-        })
-        .readiness
-        {
-            Readiness::Failing(why) => Readiness::Failing(why),
-            _ => Readiness::Answering,
-        };
-        Probe {
-            answered: true,
-            route_exists: false,
-            text,
-            readiness,
-        }
-    }
 }
 
 #[cfg(test)]

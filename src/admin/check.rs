@@ -2,8 +2,10 @@
 //! with what to fix; exit 0 only when nothing failed.
 //!
 //! It proves the route to GitLab without creating anything: a POST with a
-//! deliberately invalid token must be answered 401. It says which token
-//! mode (HS256 or ES256) each mailbox uses, and compares the clocks. Then
+//! deliberately invalid token must be answered 401; then that GitLab
+//! accepts our real token, with a message it drops unread (`token`). It
+//! says which token mode (HS256 or ES256) each mailbox uses, compares the
+//! clocks, and a copied secret with GitLab's own file where it can. Then
 //! the Postfix side ([`route`]): routing, LHLO, chroot and permissions,
 //! and the recipient lookup Postfix asks at `RCPT` ([`lookup`]). It
 //! never prints a secret, a private key or a token.
@@ -25,6 +27,7 @@ mod replies;
 mod report;
 mod route;
 mod send_test;
+mod token;
 use report::Report;
 pub use route::RouteOptions;
 
@@ -57,6 +60,7 @@ pub fn run(path: &Path, route: &RouteOptions) -> ExitCode {
                 check_credential(&mut report, mailbox);
                 check_domain(&mut report, &config, mailbox);
             }
+            token::check_copies(&mut report, &config);
             public_keys::check(&mut report, &config);
             check_gitlab(&mut report, &config);
             route::check_route(&mut report, &config, route);
@@ -182,6 +186,10 @@ fn check_gitlab(report: &mut Report, config: &Config) {
                 }
             }
             None => report.warn("GitLab sent no usable Date header: clock skew not checked"),
+        }
+        // After the clock: a token GitLab refuses for its iat is told apart.
+        if probe.route_exists {
+            token::check_token(report, &client, mailbox);
         }
     }
 }

@@ -113,6 +113,32 @@ impl Postfix {
         }
     }
 
+    /// A main.cf parameter as main.cf sets it (`$name`s kept); `None` when
+    /// main.cf does not set it (`postconf -n`).
+    pub fn explicit(&self, name: &str) -> Result<Option<String>, String> {
+        let line = self.tool("postconf", &["-n", name])?;
+        Ok(match line.split_once(" = ") {
+            Some((_, value)) => Some(value.to_string()),
+            None => (!line.is_empty()).then(String::new),
+        })
+    }
+
+    /// Sets main.cf parameter `name` (`postconf -e`), or removes it
+    /// (`postconf -X`) for `None`.
+    pub fn set_main(&self, name: &str, value: Option<&str>) -> Result<(), String> {
+        match value {
+            Some(v) => self.tool("postconf", &["-e", &format!("{name}={v}")]),
+            None => self.tool("postconf", &["-X", name]),
+        }
+        .map(drop)
+    }
+
+    /// Sets a master.cf field such as `lmtp/unix/chroot` (`postconf -F`).
+    pub fn set_master_field(&self, field: &str, value: &str) -> Result<(), String> {
+        self.tool("postconf", &["-F", &format!("{field}={value}")])
+            .map(drop)
+    }
+
     /// A master.cf field's value, e.g. `lmtp/unix/chroot` (`postconf -Fh`).
     pub fn master_field(&self, field: &str) -> Result<String, String> {
         self.tool("postconf", &["-Fh", field])

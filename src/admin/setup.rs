@@ -9,7 +9,8 @@
 //! runs, then runs `check`. Each step compares first and changes only what
 //! differs, so a second run says "nothing changed"; `--dry-run` prints the
 //! commands and changes nothing, and checks the configuration as it would
-//! be (with GitLab's secret files where the copies would be).
+//! be (with GitLab's secret files where the copies would be). What it
+//! changes in Postfix and systemd is recorded for `setup --undo` (`undo`).
 //!
 //! It never prints a secret: secret files are copied, never shown. What it
 //! reads is bounded like every trusted file (`crate::file`).
@@ -25,6 +26,9 @@ use std::process::{Command, ExitCode};
 
 mod config_text;
 mod diff;
+mod undo;
+
+pub use undo::state_file;
 
 /// The unix socket of the packaged `gitlab-mailgate.socket`.
 pub const DEFAULT_TARGET: &str = "lmtp:unix:/run/gitlab-mailgate/lmtp.sock";
@@ -52,11 +56,18 @@ pub struct Options {
     pub force: bool,
     /// Print what would change and change nothing.
     pub dry_run: bool,
+    /// Put back what earlier runs changed (recorded in `state_file`).
+    pub undo: bool,
+    /// Where setup records what it changed, for `undo`.
+    pub state_file: PathBuf,
 }
 
 /// Runs setup, then `check`; the exit status is check's (or 1 when setup
 /// itself failed).
 pub fn run(args: &Options) -> ExitCode {
+    if args.undo {
+        return undo::undo(&args.state_file, args.dry_run);
+    }
     let mut out = Steps {
         dry_run: args.dry_run,
         changes: 0,
@@ -166,7 +177,7 @@ fn setup(args: &Options, out: &mut Steps) -> Result<(), String> {
         postfix(args, out, domains, lookup)?;
     }
     if args.lmtp_target == DEFAULT_TARGET && Path::new("/run/systemd/system").exists() {
-        systemd(out)?;
+        systemd(args, out)?;
     }
     Ok(())
 }
@@ -309,10 +320,16 @@ fn postfix(
         ));
         return Ok(());
     }
+    let mut journal = match args.dry_run {
+        true => None,
+        false => Some(undo::Journal::open(&args.state_file, &pf)?),
+    };
     for change in &changes {
         out.change(pf.describe(change));
-        if !args.dry_run {
+        if let Some(journal) = &mut journal {
+            let before = journal.before(&pf, change)?;
             pf.apply(change)?;
+            journal.record(&pf, change, before)?;
         }
     }
     if !args.dry_run {
@@ -329,16 +346,23 @@ fn postfix(
 /// Enables and starts the socket unit, and the service too: it answers
 /// the recipient lookup, which Postfix asks before any message reaches
 /// the socket, so it cannot wait for socket activation (the service gets
-/// the socket's descriptor all the same).
-fn systemd(out: &mut Steps) -> Result<(), String> {
+/// the socket's descriptor all the same). `setup --undo` disables both.
+fn systemd(args: &Options, out: &mut Steps) -> Result<(), String> {
+    let mut enabled = false;
     for unit in ["gitlab-mailgate.socket", "gitlab-mailgate.service"] {
-        enable(out, unit)?;
+        enabled |= enable(out, unit)?;
     }
-    Ok(())
+    if !enabled {
+        return Ok(());
+    }
+    let pf = Postfix {
+        config_dir: args.route.postfix_config.clone(),
+    };
+    undo::Journal::open(&args.state_file, &pf)?.record_socket()
 }
 
-/// Enables and starts `unit` unless it is already.
-fn enable(out: &mut Steps, unit: &str) -> Result<(), String> {
+/// Enables and starts `unit` unless it is already; whether it did.
+fn enable(out: &mut Steps, unit: &str) -> Result<bool, String> {
     let state = |verb: &str| {
         Command::new("systemctl")
             .args([verb, "--quiet", unit])
@@ -347,11 +371,11 @@ fn enable(out: &mut Steps, unit: &str) -> Result<(), String> {
     };
     if state("is-enabled") && state("is-active") {
         out.same(format_args!("{unit} enabled and active"));
-        return Ok(());
+        return Ok(false);
     }
     out.change(format_args!("systemctl enable --now {unit}"));
     if out.dry_run {
-        return Ok(());
+        return Ok(false);
     }
     let status = Command::new("systemctl")
         .args(["enable", "--now", unit])
@@ -360,5 +384,5 @@ fn enable(out: &mut Steps, unit: &str) -> Result<(), String> {
     if !status.success() {
         return Err(format!("systemctl enable --now {unit} failed ({status})"));
     }
-    Ok(())
+    Ok(true)
 }

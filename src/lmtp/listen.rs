@@ -2,11 +2,19 @@
 //! `unix:/path` entries, or the sockets systemd hands over by socket
 //! activation (`LISTEN_FDS`, used instead of the configured ones), and the
 //! readiness message to systemd (`NOTIFY_SOCKET`). Nothing here speaks LMTP.
+//!
+//! systemd may also pass the `[http]` socket (the packaged
+//! gitlab-mailgate.socket holds 127.0.0.1:9725 beside the LMTP socket, so a
+//! scrape or a readiness probe starts the server on a quiet host): the
+//! socket named `http` (`FileDescriptorName=http`), or else the TCP socket
+//! bound to `[http] listen`, is set apart for the HTTP listener and never
+//! served as LMTP. One socket unit gives all its sockets one name, hence
+//! the match by address.
 
 use crate::log::Log;
 use listenfd::ListenFd;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -140,14 +148,33 @@ impl Write for Stream {
     }
 }
 
+/// The sockets `serve` listens on: LMTP's and, when systemd passed it,
+/// the HTTP one.
+pub struct Sockets {
+    /// LMTP: systemd's when it passed some, else the configured ones.
+    pub lmtp: Vec<Bound>,
+    /// The `[http]` socket systemd passed, if any (see the module doc).
+    pub http: Option<TcpListener>,
+}
+
 /// The sockets to serve: systemd's when it passed some, else the
-/// configured `listen` entries (unix sockets get `socket_mode`).
-pub fn open(listen: &[String], socket_mode: u32) -> Result<Vec<Bound>, String> {
-    let inherited = inherited()?;
-    if !inherited.is_empty() {
-        return Ok(inherited);
+/// configured `listen` entries (unix sockets get `socket_mode`). An
+/// inherited socket for `http_listen` (or named `http`) goes to `http`;
+/// when systemd passed only that one, LMTP binds the configured entries.
+pub fn open(
+    listen: &[String],
+    socket_mode: u32,
+    http_listen: Option<SocketAddr>,
+) -> Result<Sockets, String> {
+    let (lmtp, http) = inherited(http_listen)?;
+    if !lmtp.is_empty() {
+        return Ok(Sockets { lmtp, http });
     }
-    listen.iter().map(|e| bind(e, socket_mode)).collect()
+    let lmtp = listen
+        .iter()
+        .map(|e| bind(e, socket_mode))
+        .collect::<Result<_, _>>()?;
+    Ok(Sockets { lmtp, http })
 }
 
 fn bind(entry: &str, mode: u32) -> Result<Bound, String> {
@@ -198,27 +225,46 @@ fn remove_stale(path: &Path) -> Result<(), String> {
 /// by the `listenfd` crate: it checks `LISTEN_PID`, checks each descriptor's
 /// socket type, marks it close-on-exec and unsets the variables, so no
 /// child sees them. We call it before any thread exists (unsetting
-/// variables is only sound then).
-fn inherited() -> Result<Vec<Bound>, String> {
+/// variables is only sound then). Returns LMTP's and the HTTP socket.
+fn inherited(http_listen: Option<SocketAddr>) -> Result<(Vec<Bound>, Option<TcpListener>), String> {
+    // Read before listenfd unsets LISTEN_PID; only meaningful when it
+    // finds sockets for us, and then index for index (sd_listen_fds_with_names(3)).
+    let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+        .map(|v| v.split(':').map(str::to_string).collect())
+        .unwrap_or_default();
     let mut fds = ListenFd::from_env();
-    (0..fds.len()).map(|i| adopt(&mut fds, i)).collect()
+    let (mut lmtp, mut http) = (Vec::new(), None);
+    for i in 0..fds.len() {
+        let which = format!("socket {} passed by systemd", i + 1);
+        let named_http = names.get(i).is_some_and(|n| n == "http");
+        // listenfd leaves the descriptor in place when the type does not
+        // fit, so the second try sees it too.
+        if let Ok(Some(tcp)) = fds.take_tcp_listener(i) {
+            let addr = tcp
+                .local_addr()
+                .map_err(|e| format!("{which}: {e} (check the .socket unit)"))?;
+            if http.is_none() && (named_http || Some(addr) == http_listen) {
+                http = Some(tcp);
+            } else {
+                lmtp.push(Bound {
+                    listener: Listener::Tcp(tcp),
+                    name: format!("{addr} (systemd)"),
+                });
+            }
+        } else if named_http {
+            return Err(format!(
+                "{which} is named http but is no TCP socket (check the .socket unit)"
+            ));
+        } else {
+            lmtp.push(adopt_unix(&mut fds, i, &which)?);
+        }
+    }
+    Ok((lmtp, http))
 }
 
-/// Takes over the `i`th inherited socket, which must be a TCP or unix
-/// stream socket.
-fn adopt(fds: &mut ListenFd, i: usize) -> Result<Bound, String> {
-    let which = format!("socket {} passed by systemd", i + 1);
-    // listenfd leaves the descriptor in place when the type does not fit,
-    // so the second try sees it too.
-    if let Ok(Some(tcp)) = fds.take_tcp_listener(i) {
-        let addr = tcp
-            .local_addr()
-            .map_err(|e| format!("{which}: {e} (check the .socket unit)"))?;
-        return Ok(Bound {
-            listener: Listener::Tcp(tcp),
-            name: format!("{addr} (systemd)"),
-        });
-    }
+/// Takes over the `i`th inherited socket, which must be a unix stream
+/// socket (TCP ones were taken already).
+fn adopt_unix(fds: &mut ListenFd, i: usize, which: &str) -> Result<Bound, String> {
     let unix = match fds.take_unix_listener(i) {
         Ok(Some(unix)) => unix,
         _ => {

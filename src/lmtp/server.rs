@@ -144,7 +144,8 @@ fn start(config: Arc<Config>, log: &Log) -> Result<(), String> {
     signal_hook::flag::register(SIGHUP, reload.clone())
         .map_err(|e| format!("cannot handle signal {SIGHUP}: {e}"))?;
     let lmtp = &config.lmtp;
-    let listeners = listen::open(&lmtp.listen, lmtp.socket_mode)?;
+    let sockets = listen::open(&lmtp.listen, lmtp.socket_mode, config.http.listen)?;
+    let listeners = sockets.lmtp;
     for l in &listeners {
         l.set_nonblocking()
             .map_err(|e| format!("{}: cannot set non-blocking: {e}", l.name))?;
@@ -166,7 +167,7 @@ fn start(config: Arc<Config>, log: &Log) -> Result<(), String> {
         Some(route.mailbox.kind.name().to_string())
     };
     crate::lookup::start(&config.lookup, route, log)?;
-    if crate::http::start(&config.http, &health, &metrics, log)?.is_some() {
+    if crate::http::start(&config.http, sockets.http, &health, &metrics, log)?.is_some() {
         let client = Client::new(&config.gitlab)?;
         health.start(client, config.mailboxes.clone(), log.clone())?;
     }

@@ -21,3 +21,4 @@ mod pipe;
 mod reload;
 mod slots;
 mod transactions;
+mod units;

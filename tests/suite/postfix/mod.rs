@@ -20,6 +20,7 @@ mod setup;
 mod shipped;
 mod silent;
 mod standin;
+mod undo;
 
 use harness::{Postfix, Setup, DOMAIN};
 use mailgate::Env;

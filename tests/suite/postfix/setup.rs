@@ -49,6 +49,10 @@ fn setup(env: &Env, pf: &Postfix, yml: &std::path::Path, extra: &[&str]) -> (Opt
         .arg("--config")
         .arg(&env.config)
         .args(["--postfix-config", pf.config_dir()])
+        // Not /var/lib/gitlab-mailgate: the record of a test instance
+        // stays with the test.
+        .arg("--state-file")
+        .arg(env.dir.join("setup-undo.toml"))
         .arg("--lmtp-target")
         .arg(format!("lmtp:inet:127.0.0.1:{}", env.lmtp_port))
         .args(extra)

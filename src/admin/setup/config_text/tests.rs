@@ -135,4 +135,15 @@ fn edits_the_packaged_example_in_place() {
     assert!(lines.len() < 10, "{lines:?}");
     let t: toml::Table = p.text.parse().unwrap();
     assert_eq!(t["http"]["listen"].as_str(), Some("127.0.0.1:9725"));
+    // The port the packaged gitlab-mailgate.socket holds, so a scrape
+    // starts `serve` (issue 19 item 3). A file setup writes afresh has no
+    // [http]: it may be an instance's, which needs a port of its own.
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/gitlab-mailgate.socket"
+    ))
+    .unwrap();
+    let (_, socket) = unit.split_once("\n[Socket]\n").unwrap();
+    let socket = socket.split("\n[").next().unwrap();
+    assert!(socket.contains("\nListenStream=127.0.0.1:9725\n"), "{unit}");
 }
