@@ -40,6 +40,7 @@ mod observe;
 #[doc(hidden)]
 pub mod outcome;
 pub mod pipe;
+mod poll;
 mod range;
 mod reply;
 mod secret;

@@ -14,6 +14,7 @@
 //! by then is dropped).
 
 use crate::log::Log;
+use crate::poll::{self, millis_until, pollfd};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -125,22 +126,6 @@ pub fn run(
     }
 }
 
-fn pollfd(fd: libc::c_int, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    }
-}
-
-/// Milliseconds from `now` to `t`, rounded up so the loop does not wake
-/// just before a deadline and spin.
-fn millis_until(t: Instant, now: Instant) -> libc::c_int {
-    let d = t.saturating_duration_since(now);
-    let ms = d.as_nanos().div_ceil(1_000_000);
-    ms.min(60_000) as libc::c_int
-}
-
 /// Accepts what is waiting, up to [`ACCEPT_BURST`].
 fn accept(
     listener: &TcpListener,
@@ -149,18 +134,8 @@ fn accept(
     now: Instant,
 ) -> io::Result<()> {
     for _ in 0..ACCEPT_BURST {
-        let stream = match listener.accept() {
-            Ok((stream, _)) => stream,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
-            Err(e) => return Err(e),
+        let Some(stream) = poll::accept(listener)? else {
+            return Ok(());
         };
         if conns.len() >= limits.max_open && !make_room(conns) {
             continue; // every one is being answered: this one is closed

@@ -15,6 +15,7 @@
 
 use super::socketmap::{self, Parsed};
 use crate::log::Log;
+use crate::poll::{self, millis_until, pollfd};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -171,24 +172,6 @@ pub fn run(listener: &TcpListener, max_open: usize, answer: impl Fn(&[u8]) -> Ve
     }
 }
 
-fn pollfd(fd: libc::c_int, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    }
-}
-
-/// Milliseconds from `now` to `t`, rounded up so the loop does not wake
-/// just before a deadline and spin.
-fn millis_until(t: Instant, now: Instant) -> libc::c_int {
-    let ms = t
-        .saturating_duration_since(now)
-        .as_nanos()
-        .div_ceil(1_000_000);
-    ms.min(60_000) as libc::c_int
-}
-
 /// Accepts what is waiting, up to [`ACCEPT_BURST`]; when full, a new
 /// connection takes the slot of the one idle longest, or is closed when
 /// every one is in the middle of a request.
@@ -199,18 +182,8 @@ fn accept(
     now: Instant,
 ) -> io::Result<()> {
     for _ in 0..ACCEPT_BURST {
-        let stream = match listener.accept() {
-            Ok((stream, _)) => stream,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
-            Err(e) => return Err(e),
+        let Some(stream) = poll::accept(listener)? else {
+            return Ok(());
         };
         if conns.len() >= max_open {
             let idlest = conns
