@@ -60,9 +60,20 @@ fn setup_undo_puts_postfix_back_byte_for_byte() {
         master.display()
     );
     fs::write(&master, text).unwrap();
+    // The admin's relay domain has its own recipient table, as setup asks
+    // before it puts its lookup into relay_recipient_maps.
+    let relay_table = etc.join("relay-recipients");
+    fs::write(&relay_table, "@relay.example\tok\n").unwrap();
+    let relay_maps = format!("relay_recipient_maps=texthash:{}", relay_table.display());
     run(
         "/usr/sbin/postconf",
-        &["-c", pf.config_dir(), "-e", "relay_domains=relay.example"],
+        &[
+            "-c",
+            pf.config_dir(),
+            "-e",
+            "relay_domains=relay.example",
+            &relay_maps,
+        ],
     );
     let state = env.dir.join("state/setup-undo.toml");
     let before = tree_hash(etc);
@@ -87,6 +98,7 @@ fn setup_undo_puts_postfix_back_byte_for_byte() {
         "relay_domains=relay.example, ",
         "-F lmtp/unix/chroot=n",
         "smtpd_recipient_restrictions=",
+        "relay_recipient_maps=socketmap:",
     ] {
         assert!(first.contains(want), "setup lacks {want:?}:\n{first}");
     }
