@@ -109,28 +109,26 @@ fn check_target(report: &mut Report, pf: &Postfix, queue: &str, target: &str) {
                 if chrooted { "chrooted" } else { "not chrooted" }
             )),
         }
-        let answer = std::os::unix::net::UnixStream::connect(&socket)
+        let answer = std::os::unix::net::UnixStream::connect(&socket).and_then(|s| {
+            s.set_read_timeout(Some(PROBE_TIMEOUT))?;
+            Ok((s.try_clone()?, s))
+        });
+        let answer = answer
             .map_err(|e| e.to_string())
-            .and_then(|s| {
-                s.set_read_timeout(Some(PROBE_TIMEOUT))
-                    .map_err(|e| e.to_string())?;
-                let w = s.try_clone().map_err(|e| e.to_string())?;
-                lhlo(s, w)
-            });
+            .and_then(|(r, w)| lhlo(r, w));
         report_lhlo(report, target, answer);
     } else if let Some(addr) = target
         .strip_prefix("lmtp:inet:")
         .or_else(|| target.strip_prefix("lmtp:"))
     {
         let addr = addr.replace(['[', ']'], "");
-        let answer = std::net::TcpStream::connect(&addr)
+        let answer = std::net::TcpStream::connect(&addr).and_then(|s| {
+            s.set_read_timeout(Some(PROBE_TIMEOUT))?;
+            Ok((s.try_clone()?, s))
+        });
+        let answer = answer
             .map_err(|e| e.to_string())
-            .and_then(|s| {
-                s.set_read_timeout(Some(PROBE_TIMEOUT))
-                    .map_err(|e| e.to_string())?;
-                let w = s.try_clone().map_err(|e| e.to_string())?;
-                lhlo(s, w)
-            });
+            .and_then(|(r, w)| lhlo(r, w));
         report_lhlo(report, target, answer);
     } else {
         report.ok(format_args!(

@@ -26,7 +26,7 @@ pub use files::{keygen, new_secret_text, signing_key_line, temp_dir, write_file,
 pub use http::{http_get, http_raw, parse_answer, promtool_check_metrics, samples};
 pub use keys::{key_in_posted, keyless_message, logged_key, own_emails, GITLAB_HOST, OTHER_KEY};
 pub use lmtp::{stuffed, Client, WAIT};
-pub use procfs::listening_sockets;
+pub use procfs::{listening_sockets, raise_fd_limit};
 pub use run::{run, run_merged, wait_bounded, Run};
 pub use serve::{normal_delivery, Server};
 pub use standin::{recorded_requests, Extra, StandIn, StandInBuilder};

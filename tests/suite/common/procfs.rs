@@ -61,3 +61,25 @@ fn proc_net_address(hex: &str, v6: bool) -> String {
         format!("{}:{port}", std::net::Ipv4Addr::from(a))
     }
 }
+
+/// Raises this process's soft limit on open files towards `want` (never
+/// lowers it: the tests are threads of one process); returns the limit now
+/// in force.
+pub fn raise_fd_limit(want: u64) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        if limit.rlim_cur < want {
+            limit.rlim_cur = want.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        }
+    }
+    limit.rlim_cur
+}

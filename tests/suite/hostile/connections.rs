@@ -46,27 +46,6 @@ fn a_client_sending_one_byte_a_second_is_dropped_with_421() {
     other.cmd("NOOP", 250, "2.0.0");
 }
 
-/// Raises the soft limit on open files towards `want`; returns the limit
-/// now in force.
-fn raise_fd_limit(want: u64) -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 0;
-        }
-        if limit.rlim_cur < want {
-            limit.rlim_cur = want.min(limit.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-        }
-    }
-    limit.rlim_cur
-}
-
 #[test]
 fn five_hundred_connections_against_max_connections_20() {
     const ADMITTED: usize = 20;
