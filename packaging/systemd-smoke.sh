@@ -1,74 +1,24 @@
 #!/bin/sh
-# Runs the installed package's systemd units under a real systemd: boots a
-# throwaway container (systemd-nspawn, package systemd-container) on a
-# copy-on-write overlay of this machine's root, with a private network of
-# loopback only, starts the units there and talks LMTP to them as the user
-# postfix, with the GitLab stand-in of tests/support behind them. Nothing
-# on the host changes. Prints "CHECK ok: ..." / "CHECK FAIL: ..." lines and
-# exits 0 only when every check passed.
-#
-# Where this script itself runs in a container without CAP_NET_ADMIN (as
-# inside ../shared/tools/fresh-ci), the inner container's private network
-# would have its loopback down, and nothing could be reached: then it
-# shares this machine's network instead, says so on one line, and checks
-# the same things (the ports it picks are free ones, but 2424, 2425 and
-# 9725, the packaged defaults, which must be free).
+# Runs the installed package's systemd units under a real systemd, in a
+# throwaway container (packaging/smoke-lib.sh): starts the units there and
+# talks LMTP to them as the user postfix, with the GitLab stand-in of
+# tests/support behind them, then runs setup on a Postfix instance of its
+# own. Nothing on the host changes. Prints "CHECK ok: ..." / "CHECK FAIL:
+# ..." lines and exits 0 only when every check passed.
 #
 # Needs root, systemd-nspawn, the package installed, the postfix user and
-# Debian's /usr/bin/python3 with python3-jwt. Used by tests/suite/package.rs when
-# systemd-nspawn is there.
+# Debian's /usr/bin/python3 with python3-jwt. Used by tests/suite/package.rs.
 set -eu
 
-repo=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d /tmp/gitlab-mailgate-smoke.XXXXXX)
-cleanup() {
-    umount "$work/root" 2>/dev/null || true
-    umount "$work/cow" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-# The user postfix runs the LMTP client script from here.
-chmod 0755 "$work"
-
-# CAP_NET_ADMIN is bit 12 of the effective capabilities.
-cap_eff=$(awk '/^CapEff:/ {print $2}' /proc/self/status)
-network=--private-network
-if [ $(( 0x$cap_eff >> 12 & 1 )) -eq 0 ]; then
-    echo "note: systemd smoke test uses this machine's network: without CAP_NET_ADMIN here (a container inside a container) a private network's loopback stays down"
-    network=
-fi
-free_port() {
-    /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+. "$(dirname "$0")/smoke-lib.sh"
+smoke_setup
 second_port=$(free_port)
 
-mkdir -p "$work/cow" "$work/root" "$work/out" "$work/etc" "$work/system/multi-user.target.wants"
-# The overlay's upper layer must not be on an overlay itself: a tmpfs.
-mount -t tmpfs tmpfs "$work/cow"
-mkdir "$work/cow/upper" "$work/cow/work"
-mount -t overlay overlay \
-    -o "lowerdir=/,upperdir=$work/cow/upper,workdir=$work/cow/work" "$work/root"
-
 # The container's /etc/gitlab-mailgate: the installed one, writable.
+mkdir "$work/etc"
 cp -a /etc/gitlab-mailgate/. "$work/etc/"
 chown root:gitlab-mailgate "$work/etc"
 chmod 0750 "$work/etc"
-
-# Replaces the host's /etc/systemd/system inside the container: only the
-# test unit is enabled, which powers the container off when done. Writable,
-# so that `gitlab-mailgate setup` can enable gitlab-mailgate.socket there.
-cat >"$work/system/smoke.service" <<EOF
-[Unit]
-Description=gitlab-mailgate smoke test
-After=multi-user.target
-[Service]
-Type=oneshot
-ExecStart=/bin/sh $work/inner.sh
-StandardOutput=file:$work/out/log
-StandardError=file:$work/out/log
-ExecStopPost=/bin/systemctl --no-block poweroff
-EOF
-ln -s ../smoke.service "$work/system/multi-user.target.wants/smoke.service"
 
 cat >"$work/lmtp.py" <<'EOF'
 # One LMTP transaction: an unknown and a GitLab recipient, one message.
@@ -85,39 +35,13 @@ reply = c.getreply()
 assert reply[0] == 250, reply
 c.quit()
 EOF
-# Not named http.py: beside the stand-in, that would hide the standard http module.
-
-cat >"$work/probe.py" <<'EOF'
-# GET http://127.0.0.1:9725PATH (the packaged [http] listen) must answer STATUS.
-import sys, time, urllib.error, urllib.request
-path, want = sys.argv[1], int(sys.argv[2])
-status = None
-for attempt in range(50):
-    try:
-        status = urllib.request.urlopen("http://127.0.0.1:9725" + path, timeout=5).status
-    except urllib.error.HTTPError as e:
-        status = e.code
-    except OSError:
-        status = None
-    if status == want:
-        sys.exit(0)
-    time.sleep(0.2)
-sys.exit("%s answered %s, expected %s" % (path, status, want))
-EOF
-
-# The container's /tmp is its own tmpfs, and the checkout may live under
-# /tmp: hand the stand-in over through the bound work directory.
-cp "$repo/tests/support/gitlab_standin.py" "$work/gitlab_standin.py"
 # GitLab's gitlab.yml in Omnibus layout for `gitlab-mailgate setup`.
 mkdir -p "$work/gl/gitlab-rails/etc"
 cp "$repo/tests/data/gitlab.yml" "$work/gl/gitlab-rails/etc/gitlab.yml"
-cat >"$work/inner.sh" <<EOF
-W=$work
-STANDIN=$work/gitlab_standin.py
+cat >>"$work/inner.sh" <<EOF
 SECOND_PORT=$second_port
 EOF
 cat >>"$work/inner.sh" <<'EOF'
-check() { if eval "$2" >>"$W/out/detail" 2>&1; then echo "CHECK ok: $1"; else echo "CHECK FAIL: $1"; fi; }
 C=/etc/gitlab-mailgate
 head -c 32 /dev/urandom | base64 >$C/incoming_email_secret
 chgrp gitlab-mailgate $C/incoming_email_secret
@@ -194,16 +118,5 @@ journalctl --no-pager -o short-monotonic -u 'gitlab-mailgate*' >>$W/out/detail 2
 echo DONE
 EOF
 
-timeout 300 systemd-nspawn --quiet --directory="$work/root" --register=no \
-    --link-journal=no --keep-unit $network --machine=gitlab-mailgate-smoke \
-    --bind="$work" --bind="$work/etc:/etc/gitlab-mailgate" \
-    --bind="$work/system:/etc/systemd/system" --boot >"$work/out/console" 2>&1 || true
-
-cat "$work/out/log" 2>/dev/null || true
-if ! grep -q '^DONE$' "$work/out/log" 2>/dev/null || grep -q '^CHECK FAIL' "$work/out/log"; then
-    echo "--- details" >&2
-    cat "$work/out/detail" >&2 2>/dev/null || true
-    echo "--- console" >&2
-    tail -n 30 "$work/out/console" >&2
-    exit 1
-fi
+smoke_boot --bind="$work/etc:/etc/gitlab-mailgate"
+smoke_finish
