@@ -140,6 +140,14 @@ if [ "$phase" = 1 ]; then
         journalctl -q --no-pager -t postfix/smtpd -t postfix/qmgr -t postfix/lmtp -t gitlab-mailgate >$W/out/journal &&
         grep "NOQUEUE: reject: RCPT from .*550 5.1.1 <nobody@$DOMAIN>" $W/out/journal &&
         grep "postfix/lmtp.*status=sent" $W/out/journal && grep -E " gitlab-mailgate\[[0-9]+\]: " $W/out/journal'
+    check "XFORWARD: gitlab-mailgate's lines of the delivery start with Postfix's queue id; serve logged its start and the lookup's refusal" '
+        q=$(sed -n "s/.* postfix\/lmtp\[[0-9]*\]: \([0-9A-F]*\): to=<incoming+59d8.*status=sent.*/\1/p" $W/out/journal) &&
+        echo "queue id $q" && [ -n "$q" ] &&
+        grep -E " gitlab-mailgate\[[0-9]+\]: $q: from=<alice@example.org>, " $W/out/journal &&
+        grep -E " gitlab-mailgate\[[0-9]+\]: $q: to=<incoming\+59d8[^>]*>, .*status=sent " $W/out/journal &&
+        grep -E " gitlab-mailgate\[[0-9]+\]: gitlab-mailgate [0-9.]+ starting: mailboxes incoming_email <incoming\+%\{key\}@$DOMAIN>.*GitLab http://127.0.0.1:$GITLAB_PORT" $W/out/journal &&
+        grep -F "lookup: to=<nobody@$DOMAIN>, NOTFOUND (550 5.1.1 " $W/out/journal &&
+        ! grep "status=bounced" $W/out/journal'
     # Without the lookup, the test mail goes on to gitlab-mailgate, which
     # refuses it over LMTP: check reads Postfix's verdict from the journal.
     maps=$(postconf -h relay_recipient_maps)

@@ -79,6 +79,16 @@ impl Deliverer {
         }
     }
 
+    /// The recipient lookup's question, asked by smtpd at `RCPT` before
+    /// any message exists: the routing decision of [`route`](Self::route)
+    /// (the sender is not known), reported as a lookup, since Postfix
+    /// refuses a `NOTFOUND` address in its SMTP dialogue and bounces nothing.
+    pub fn look_up(&self, recipient: &str) -> Option<Route> {
+        route_or_why(&self.config.mailboxes, recipient)
+            .map_err(|why| self.observer.not_found(recipient, why))
+            .ok()
+    }
+
     /// Hands `message` from `sender` to GitLab and returns one outcome per
     /// route, in order; the guards may decide without posting. `received`
     /// is when the message arrived. The front door has reported the

@@ -122,6 +122,19 @@ impl Observer {
         }
     }
 
+    /// An address the recipient lookup answered `NOTFOUND`: smtpd refuses
+    /// it during SMTP, so the line says that, not `status=bounced`.
+    pub fn not_found(&self, recipient: &str, why: Refusal) {
+        self.log.info(&format!(
+            "lookup: to=<{}>, NOTFOUND ({}): Postfix refuses it during SMTP",
+            printable(recipient),
+            Outcome::UnknownRecipient.reply()
+        ));
+        if let Some(m) = &self.metrics {
+            m.refused(why);
+        }
+    }
+
     /// A recipient over `max_recipients` (`452 4.5.3`): counted only.
     pub fn recipient_limit(&self) {
         if let Some(m) = &self.metrics {

@@ -45,7 +45,7 @@ pub fn http(roff: &mut Roff) {
         ),
         (
             "rcpt_refused_total{reason}",
-            "Recipients refused at RCPT: unknown_address, invalid_key, limit.",
+            "Recipients refused at LMTP RCPT or by the recipient lookup: unknown_address, invalid_key, limit.",
         ),
         (
             "guard_decisions_total{decision}",

@@ -163,7 +163,7 @@ fn start(config: Arc<Config>, log: &Log) -> Result<(), String> {
     let asked = server.clone();
     let route = move |address: &str| {
         let generation = asked.current();
-        let route = generation.deliverer.route(None, address, None).ok()?;
+        let route = generation.deliverer.look_up(address)?;
         Some(route.mailbox.kind.name().to_string())
     };
     crate::lookup::start(&config.lookup, route, log)?;

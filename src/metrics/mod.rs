@@ -144,7 +144,7 @@ impl Metrics {
         );
         r.register(
             "rcpt_refused",
-            "Recipients refused at RCPT, by reason",
+            "Recipients refused at LMTP RCPT or by the recipient lookup, by reason",
             m.refused.clone(),
         );
         r.register(

@@ -115,6 +115,14 @@ fn lookup_answers_as_routing_does_on_a_persistent_connection() {
     assert_eq!(read_reply(&mut s).as_deref(), Some("OK incoming_email"));
     assert_eq!(read_reply(&mut s).as_deref(), Some("NOTFOUND "));
     server.assert_alive();
+    // smtpd refuses a NOTFOUND address during SMTP: nothing is bounced,
+    // and the line must not say so.
+    let logged = server.wait_log(
+        "lookup: to=<nobody@incoming.example.com>, NOTFOUND (550 5.1.1 ",
+        2,
+    );
+    let log = server.log_text();
+    assert!(logged && !log.contains("status=bounced"), "{log}");
 }
 
 #[test]
