@@ -9,7 +9,8 @@
 # then: smtpd refuses an unknown address with nothing queued and no
 # non-delivery notice; a GitLab address is delivered; after a reboot with
 # no mail, /metrics and /readyz answer; a rotated GitLab secret makes
-# `check` fail; `setup --undo` leaves Postfix's configuration hashing as
+# `check` fail; after a broken configuration, the README's way out of
+# systemd's start limit works; `setup --undo` leaves Postfix's configuration hashing as
 # before setup; `apt purge` removes the package.
 #
 # Before the quick start, the container is made what the README assumes:
@@ -170,6 +171,18 @@ else
         cp -p $W/saved_secret $GL/gitlab_incoming_email_secret && systemctl restart gitlab-standin.service &&
         [ $s != 0 ] && grep -q "GitLab refuses our token" $W/out/wrong && grep -q "differs from GitLab" $W/out/wrong'
     check "with GitLab's secret back, check passes" "gitlab-mailgate check --postfix"
+    # README, Troubleshooting: the start limit after a broken configuration.
+    check "a broken configuration: systemd gives up, smtpd defers (451 4.3.0), the README's fix brings serve back" '
+        C=/etc/gitlab-mailgate/config.toml && cp -p $C $W/config.good && echo "[broken" >>$C &&
+        { systemctl restart gitlab-mailgate.service; true; } &&
+        for i in $(seq 90); do systemctl is-failed --quiet gitlab-mailgate.socket && break; sleep 1; done &&
+        journalctl -q --no-pager -u gitlab-mailgate.service -u gitlab-mailgate.socket | grep -E "Start request repeated too quickly|service-start-limit-hit" &&
+        $SMTP nobody@$DOMAIN 451 && cp -p $W/config.good $C &&
+        { gitlab-mailgate check >$W/out/check-stopped 2>&1; cat $W/out/check-stopped; true; } &&
+        grep -q "^ok *config /etc/gitlab-mailgate/config.toml parses" $W/out/check-stopped &&
+        systemctl reset-failed gitlab-mailgate.service gitlab-mailgate.socket &&
+        systemctl start gitlab-mailgate.socket gitlab-mailgate.service &&
+        /usr/bin/python3 $W/probe.py /readyz 200 && $SMTP nobody@$DOMAIN 550'
     check "gitlab-mailgate setup --undo: Postfix's configuration hashes as before setup" \
         'gitlab-mailgate setup --undo && pf_hash | diff $W/out/postfix-before - && postfix check'
     check "apt purge gitlab-mailgate: the package, its configuration and units are gone" '

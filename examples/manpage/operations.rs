@@ -172,7 +172,7 @@ pub fn troubleshooting(roff: &mut Roff) {
              (service-start-limit-hit); Postfix defers meanwhile. Fix the configuration \
              (gitlab-mailgate check), then systemctl reset-failed \
              gitlab-mailgate.service gitlab-mailgate.socket and systemctl start \
-             gitlab-mailgate.socket.",
+             gitlab-mailgate.socket gitlab-mailgate.service.",
         ),
     ];
     for (term, text) in rows {

@@ -14,19 +14,12 @@
 //! by then is dropped).
 
 use crate::log::Log;
-use crate::poll::{self, millis_until, pollfd};
+use crate::poll::{self, pollfd};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-/// Connections accepted per wake-up at most, so a flood of connects does
-/// not keep the loop from the connections it has.
-const ACCEPT_BURST: usize = 256;
-/// How long accepting pauses after an error such as EMFILE (the
-/// listening socket stays readable), or the loop after a failed poll: it
-/// must not spin.
-const PAUSE: Duration = Duration::from_millis(100);
 /// At most one log line per this about failing accepts.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
@@ -77,28 +70,14 @@ pub fn run(
         let now = Instant::now();
         paused = paused.filter(|until| *until > now);
         fds.clear();
-        // A negative descriptor is skipped by poll(2): so accepting pauses.
-        let listening = if paused.is_none() {
-            listener.as_raw_fd()
-        } else {
-            -1
-        };
-        fds.push(pollfd(listening, libc::POLLIN));
+        fds.push(poll::listening(listener, paused.is_some()));
         fds.extend(conns.iter().map(|c| match c.state {
             State::Reading(_) => pollfd(c.stream.as_raw_fd(), libc::POLLIN),
             _ => pollfd(c.stream.as_raw_fd(), libc::POLLOUT),
         }));
         // The oldest connection has the nearest deadline.
         let wake = conns.first().map(|c| c.until).into_iter().chain(paused);
-        let timeout = wake.min().map_or(-1, |t| millis_until(t, now));
-        // SAFETY: `fds` is a live array of `fds.len()` pollfd structs.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-        if ready < 0 {
-            // EINTR (a signal): go round again, the sockets are as they
-            // were; anything else (ENOMEM): the same, but do not spin.
-            if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                std::thread::sleep(PAUSE);
-            }
+        if !poll::wait(&mut fds, wake.min(), now) {
             continue;
         }
         for (conn, fd) in conns.iter_mut().zip(&fds[1..]) {
@@ -116,7 +95,7 @@ pub fn run(
                 // Out of file descriptors and the like: make room, and
                 // let the other side of the process have a go.
                 make_room(&mut conns);
-                paused = Some(now + PAUSE);
+                paused = Some(now + poll::PAUSE);
                 if warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
                     log.warn(&format!("http: accept: {e}"));
                     warned = Some(Instant::now());
@@ -126,29 +105,23 @@ pub fn run(
     }
 }
 
-/// Accepts what is waiting, up to [`ACCEPT_BURST`].
+/// Accepts what is waiting (a burst, see [`poll::accept_burst`]).
 fn accept(
     listener: &TcpListener,
     conns: &mut Vec<Conn>,
     limits: Limits,
     now: Instant,
 ) -> io::Result<()> {
-    for _ in 0..ACCEPT_BURST {
-        let Some(stream) = poll::accept(listener)? else {
-            return Ok(());
-        };
+    poll::accept_burst(listener, |stream| {
         if conns.len() >= limits.max_open && !make_room(conns) {
-            continue; // every one is being answered: this one is closed
+            return; // every one is being answered: this one is closed
         }
-        if stream.set_nonblocking(true).is_ok() {
-            conns.push(Conn {
-                stream,
-                until: now + limits.deadline,
-                state: State::Reading(Vec::new()),
-            });
-        }
-    }
-    Ok(())
+        conns.push(Conn {
+            stream,
+            until: now + limits.deadline,
+            state: State::Reading(Vec::new()),
+        });
+    })
 }
 
 /// Closes the oldest connection still sending its request; false when

@@ -15,7 +15,7 @@
 
 use super::socketmap::{self, Parsed};
 use crate::log::Log;
-use crate::poll::{self, millis_until, pollfd};
+use crate::poll::{self, pollfd};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -26,10 +26,6 @@ pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 /// A connection with nothing in flight this long is closed (Postfix
 /// closes its own after 10 s idle, `socketmap` in `dict_sockmap.c`).
 pub const IDLE: Duration = Duration::from_secs(60);
-/// How long accepting pauses after an error such as EMFILE.
-const PAUSE: Duration = Duration::from_millis(100);
-/// Connections accepted per wake-up at most.
-const ACCEPT_BURST: usize = 256;
 
 /// One client.
 struct Conn {
@@ -123,12 +119,7 @@ pub fn run(listener: &TcpListener, max_open: usize, answer: impl Fn(&[u8]) -> Ve
         let now = Instant::now();
         paused = paused.filter(|until| *until > now);
         fds.clear();
-        let listening = if paused.is_none() {
-            listener.as_raw_fd()
-        } else {
-            -1 // skipped by poll(2): accepting pauses
-        };
-        fds.push(pollfd(listening, libc::POLLIN));
+        fds.push(poll::listening(listener, paused.is_some()));
         fds.extend(conns.iter().map(|c| {
             // Not read while its answers are not taken: no output grows.
             let events = if c.written < c.output.len() {
@@ -139,13 +130,7 @@ pub fn run(listener: &TcpListener, max_open: usize, answer: impl Fn(&[u8]) -> Ve
             pollfd(c.stream.as_raw_fd(), events)
         }));
         let wake = conns.iter().map(|c| c.until).chain(paused).min();
-        let timeout = wake.map_or(-1, |t| millis_until(t, now));
-        // SAFETY: `fds` is a live array of `fds.len()` pollfd structs.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-        if ready < 0 {
-            if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                std::thread::sleep(PAUSE);
-            }
+        if !poll::wait(&mut fds, wake, now) {
             continue;
         }
         let now = Instant::now();
@@ -162,7 +147,7 @@ pub fn run(listener: &TcpListener, max_open: usize, answer: impl Fn(&[u8]) -> Ve
         conns.retain(|c| !c.closed && c.until > now);
         if fds[0].revents & libc::POLLIN != 0 {
             if let Err(e) = accept(listener, &mut conns, max_open, now) {
-                paused = Some(now + PAUSE);
+                paused = Some(now + poll::PAUSE);
                 if !warned {
                     log.warn(&format!("lookup: accept: {e}"));
                     warned = true;
@@ -172,19 +157,16 @@ pub fn run(listener: &TcpListener, max_open: usize, answer: impl Fn(&[u8]) -> Ve
     }
 }
 
-/// Accepts what is waiting, up to [`ACCEPT_BURST`]; when full, a new
-/// connection takes the slot of the one idle longest, or is closed when
-/// every one is in the middle of a request.
+/// Accepts what is waiting (a burst, see [`poll::accept_burst`]); when
+/// full, a new connection takes the slot of the one idle longest, or is
+/// closed when every one is in the middle of a request.
 fn accept(
     listener: &TcpListener,
     conns: &mut Vec<Conn>,
     max_open: usize,
     now: Instant,
 ) -> io::Result<()> {
-    for _ in 0..ACCEPT_BURST {
-        let Some(stream) = poll::accept(listener)? else {
-            return Ok(());
-        };
+    poll::accept_burst(listener, |stream| {
         if conns.len() >= max_open {
             let idlest = conns
                 .iter()
@@ -194,20 +176,17 @@ fn accept(
                 .map(|(i, _)| i);
             match idlest {
                 Some(i) => drop(conns.swap_remove(i)),
-                None => continue, // all busy: this one is closed
+                None => return, // all busy: this one is closed
             }
         }
-        if stream.set_nonblocking(true).is_ok() {
-            conns.push(Conn {
-                stream,
-                input: Vec::new(),
-                output: Vec::new(),
-                written: 0,
-                until: now + IDLE,
-                idle_since: now,
-                closed: false,
-            });
-        }
-    }
-    Ok(())
+        conns.push(Conn {
+            stream,
+            input: Vec::new(),
+            output: Vec::new(),
+            written: 0,
+            until: now + IDLE,
+            idle_since: now,
+            closed: false,
+        });
+    })
 }

@@ -109,27 +109,21 @@ fn check_target(report: &mut Report, pf: &Postfix, queue: &str, target: &str) {
                 if chrooted { "chrooted" } else { "not chrooted" }
             )),
         }
-        let answer = std::os::unix::net::UnixStream::connect(&socket).and_then(|s| {
+        let connection = std::os::unix::net::UnixStream::connect(&socket).and_then(|s| {
             s.set_read_timeout(Some(PROBE_TIMEOUT))?;
             Ok((s.try_clone()?, s))
         });
-        let answer = answer
-            .map_err(|e| e.to_string())
-            .and_then(|(r, w)| lhlo(r, w));
-        report_lhlo(report, target, answer);
+        report_lhlo(report, target, lhlo(connection));
     } else if let Some(addr) = target
         .strip_prefix("lmtp:inet:")
         .or_else(|| target.strip_prefix("lmtp:"))
     {
         let addr = addr.replace(['[', ']'], "");
-        let answer = std::net::TcpStream::connect(&addr).and_then(|s| {
+        let connection = std::net::TcpStream::connect(&addr).and_then(|s| {
             s.set_read_timeout(Some(PROBE_TIMEOUT))?;
             Ok((s.try_clone()?, s))
         });
-        let answer = answer
-            .map_err(|e| e.to_string())
-            .and_then(|(r, w)| lhlo(r, w));
-        report_lhlo(report, target, answer);
+        report_lhlo(report, target, lhlo(connection));
     } else {
         report.ok(format_args!(
             "{target} is not LMTP (the pipe transport?): no socket to test"
@@ -147,8 +141,10 @@ fn report_lhlo(report: &mut Report, target: &str, answer: Result<String, String>
     }
 }
 
-/// Greeting, `LHLO`, `QUIT`; returns the greeting's first line.
-fn lhlo<S: Read + Write>(reader: S, mut writer: S) -> Result<String, String> {
+/// Greeting, `LHLO`, `QUIT` over a new connection (its read and write
+/// halves); returns the greeting's first line.
+fn lhlo<S: Read + Write>(connection: std::io::Result<(S, S)>) -> Result<String, String> {
+    let (reader, mut writer) = connection.map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(reader);
     let greeting = reply(&mut reader)?;
     if !greeting.starts_with("220") {
