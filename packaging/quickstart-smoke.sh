@@ -10,8 +10,9 @@
 # non-delivery notice; a GitLab address is delivered; after a reboot with
 # no mail, /metrics and /readyz answer; a rotated GitLab secret makes
 # `check` fail; after a broken configuration, the README's way out of
-# systemd's start limit works; `setup --undo` leaves Postfix's configuration hashing as
-# before setup; `apt purge` removes the package.
+# systemd's start limit works; `setup --undo` leaves Postfix's
+# configuration hashing as before setup; after setup once more, `apt purge`
+# undoes it too and removes the package.
 #
 # Before the quick start, the container is made what the README assumes:
 # Postfix configured by Debian as an "Internet Site" and running, GitLab
@@ -185,8 +186,12 @@ else
         /usr/bin/python3 $W/probe.py /readyz 200 && $SMTP nobody@$DOMAIN 550'
     check "gitlab-mailgate setup --undo: Postfix's configuration hashes as before setup" \
         'gitlab-mailgate setup --undo && pf_hash | diff $W/out/postfix-before - && postfix check'
-    check "apt purge gitlab-mailgate: the package, its configuration and units are gone" '
-        apt purge -y gitlab-mailgate &&
+    # Removing the package undoes a setup nobody undid (prerm).
+    check "setup again, then apt purge gitlab-mailgate: Postfix is put back, the package, its configuration and units are gone" '
+        gitlab-mailgate setup --postfix && ! pf_hash | diff -q $W/out/postfix-before - &&
+        apt purge -y gitlab-mailgate >$W/out/purge 2>&1; s=$?; cat $W/out/purge; [ $s = 0 ] &&
+        grep -q "putting Postfix.s configuration back as before setup" $W/out/purge &&
+        [ ! -e /var/lib/gitlab-mailgate ] &&
         ! dpkg-query -W -f="\${db:Status-Abbrev}" gitlab-mailgate | grep -q "^[ir]" &&
         [ ! -e /etc/gitlab-mailgate ] && ! ls -d /etc/systemd/system/gitlab-mailgate* /etc/systemd/system/*/gitlab-mailgate* &&
         pf_hash | diff $W/out/postfix-before - && systemctl is-active postfix@-'
