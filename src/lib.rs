@@ -14,6 +14,7 @@
 //! Public are the modules the binary, the integration tests, the examples
 //! and the fuzz targets use; the rest is internal and may change freely.
 
+pub(crate) mod access;
 pub mod address;
 pub mod admin;
 pub mod cli;

@@ -2,10 +2,10 @@
 //! `setup` (from GitLab's gitlab.yml to a working Postfix route), `check`
 //! (proves every link of that route) and `keygen` (ES256 signing keys),
 //! with what they need: Postfix's configuration through `postconf`
-//! (`postfix_conf`) and file access as another user (`access`). Nothing
-//! on the delivery path imports from here.
+//! (`postfix_conf`); file access as another user is `crate::access`,
+//! which the configuration's `config_file` mode uses too. Nothing on the
+//! delivery path imports from here.
 
-pub(crate) mod access;
 pub mod check;
 pub mod keygen;
 pub(crate) mod postfix_conf;

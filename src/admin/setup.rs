@@ -15,7 +15,7 @@
 //! It never prints a secret: secret files are copied, never shown. What it
 //! reads is bounded like every trusted file (`crate::file`).
 
-use crate::admin::access::{group_name, SERVICE_USER};
+use crate::access::{group_name, SERVICE_USER};
 use crate::admin::check::{self, RouteOptions};
 use crate::admin::postfix_conf::{self, Postfix, Wanted};
 use crate::config::gitlab_yml::{GitlabYml, OMNIBUS_PATH, SOURCE_PATH};
@@ -285,7 +285,7 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
     let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
     std::fs::write(path, data).map_err(fail)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o640)).map_err(fail)?;
-    if let Some(user) = crate::admin::access::User::lookup(SERVICE_USER) {
+    if let Some(user) = crate::access::User::lookup(SERVICE_USER) {
         if group_name(user.gid) == SERVICE_USER {
             chown(path, Some(0), Some(user.gid)).map_err(fail)?;
         }

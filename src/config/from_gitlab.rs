@@ -43,7 +43,7 @@ pub(super) fn merge(raw: &mut RawConfig) -> Result<Option<PathBuf>, Error> {
             message,
         })
     };
-    if let Some(why) = crate::admin::access::unreadable_here(&path) {
+    if let Some(why) = crate::access::unreadable_here(&path) {
         return Err(Error::Here(file.span(), why));
     }
     let yml = GitlabYml::load(&path)
@@ -89,7 +89,7 @@ pub(super) fn merge(raw: &mut RawConfig) -> Result<Option<PathBuf>, Error> {
             mine.address = Some(from_gitlab(address));
         }
         if takes_secret {
-            if let Some(why) = crate::admin::access::unreadable_here(&theirs.secret_file) {
+            if let Some(why) = crate::access::unreadable_here(&theirs.secret_file) {
                 return Err(there(format!(
                     "production.{}.secret_file: {why}",
                     kind.name()

@@ -1,11 +1,38 @@
-//! The `[lmtp]` section's checker (the settings are `lmtp::Settings`).
+//! The `[lmtp]` section: its settings, which the LMTP front door reads as
+//! `lmtp::Settings` (defined here because that front door sits above the
+//! configuration), and their checker.
 
 use super::error::Invalid;
-use crate::lmtp::Settings;
 use crate::range;
 use serde::Deserialize;
 use std::time::Duration;
 use toml::Spanned;
+
+/// The `[lmtp]` settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `host:port`, `[v6]:port` or `unix:/path` entries.
+    pub listen: Vec<String>,
+    /// Mode of created unix sockets.
+    pub socket_mode: u32,
+    /// Connections served at once; a new one takes the slot of the one
+    /// idle longest outside a transaction, or gets `421` when none is.
+    pub max_connections: usize,
+    /// Connections one TCP address may hold at once.
+    pub max_connections_per_peer: usize,
+    /// Recipients per transaction; more get `452`.
+    pub max_recipients: usize,
+    /// A client that completes no command and sends no message bytes
+    /// this long is disconnected (trickling a command does not count).
+    pub idle_timeout: Duration,
+    /// A client must have completed LHLO this long after connecting.
+    pub lhlo_timeout: Duration,
+    /// The idle limit outside a transaction (after LHLO, before MAIL,
+    /// between messages), when shorter than `idle_timeout`.
+    pub between_messages_timeout: Duration,
+    /// On SIGTERM, how long transactions in flight may take to finish.
+    pub shutdown_grace: Duration,
+}
 
 /// The section as written.
 #[derive(Deserialize)]

@@ -2,8 +2,9 @@
 //! that nothing later needs to re-validate.
 //!
 //! Every part owns its settings (`gitlab::Settings`, `log::Target`,
-//! `guard::Settings`, `http::Settings`, `lmtp::Settings`,
-//! `lookup::Settings`, `Mailbox`); this
+//! `guard::Settings`, `http::Settings`, `lookup::Settings`, `Mailbox`;
+//! the LMTP front door's `lmtp::Settings`, which sit above this module,
+//! are [`LmtpSettings`] in `config/lmtp.rs`); this
 //! module only reads the file, fills it in from GitLab's gitlab.yml
 //! (`from_gitlab`), runs one checker per section and puts the file, line
 //! and column on what they refuse. Unknown keys are errors (a typo must not
@@ -29,6 +30,7 @@ mod raw;
 
 pub use crate::log::Target as LogTarget;
 pub use error::ConfigError;
+pub use lmtp::Settings as LmtpSettings;
 
 /// Pipe mode's deadline until the configuration says otherwise.
 pub const DEFAULT_PIPE_DEADLINE: Duration = limits::DEFAULT_DEADLINE;
@@ -50,7 +52,7 @@ pub struct Config {
     /// Overall deadline of one `deliver` run (pipe mode).
     pub pipe_deadline: Duration,
     /// The LMTP server's settings.
-    pub lmtp: crate::lmtp::Settings,
+    pub lmtp: LmtpSettings,
     /// Where log lines go.
     pub log_target: LogTarget,
     /// The `[http]` listener of `serve` (health and metrics).

@@ -5,7 +5,7 @@
 
 use super::replies::reply_lines;
 use super::report::Report;
-use crate::admin::access::{Need, User};
+use crate::access::{Need, User};
 use crate::admin::postfix_conf::{list, Postfix};
 use crate::config::Config;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -13,7 +13,7 @@
 //! mode 0700 for the user git), it writes what it read and copies the
 //! secrets next to the configuration, root:gitlab-mailgate 0640.
 
-use crate::admin::access::{Denied, Need, User, SERVICE_USER};
+use crate::access::{Denied, Need, User, SERVICE_USER};
 use crate::config::gitlab_yml::GitlabYml;
 use crate::mailbox::MailboxKind as Kind;
 use std::path::{Path, PathBuf};
