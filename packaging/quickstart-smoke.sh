@@ -38,8 +38,8 @@ gitlab_port=$(free_port)
 
 mkdir -p "$work/pkg" "$work/standin"
 cp "$deb" "$work/pkg/"
-# An LMTP-free SMTP client: one transaction to 127.0.0.1:25, RCPT must
-# answer WANT; with 250, the message is sent.
+# One SMTP transaction with the container's smtpd (127.0.0.1:25): RCPT
+# must answer WANT; with 250, the message is sent.
 cat >"$work/smtp.py" <<'EOF'
 import smtplib, sys
 rcpt, want = sys.argv[1], int(sys.argv[2])

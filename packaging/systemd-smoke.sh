@@ -12,6 +12,8 @@ set -eu
 
 . "$(dirname "$0")/smoke-lib.sh"
 smoke_setup
+# The packaged defaults: on a shared network, they must be free here.
+[ -n "$network" ] || ports_free 2424 2425 9725
 second_port=$(free_port)
 
 # The container's /etc/gitlab-mailgate: the installed one, writable.

@@ -57,7 +57,7 @@ fn millis_until(t: Instant, now: Instant) -> libc::c_int {
 /// The next connection waiting on the non-blocking `listener`: `None`
 /// when none waits. One the client gave up on before it was taken (or a
 /// signal) is skipped; any other error is the caller's.
-pub fn accept(listener: &TcpListener) -> io::Result<Option<TcpStream>> {
+fn accept(listener: &TcpListener) -> io::Result<Option<TcpStream>> {
     loop {
         match listener.accept() {
             Ok((stream, _)) => return Ok(Some(stream)),

@@ -8,7 +8,8 @@
 //! (issue 19).
 //!
 //! The answer is the delivery core's own routing decision
-//! (`Deliverer::route`, the same call LMTP makes at `RCPT`), for the
+//! (`Deliverer::look_up`: the one `Deliverer::route` makes for LMTP at
+//! `RCPT`, without a sender, logged as a lookup), for the
 //! configuration in force (a SIGHUP reload applies to the next request).
 //!
 //! Why a socketmap table (`socketmap_table(5)`) in `relay_recipient_maps`,
